@@ -1,0 +1,1 @@
+"""Private-domain membership programme server for WeChat Official Accounts and WeCom."""

@@ -1,0 +1,204 @@
+"""``create_app(settings, overrides)``: the one wiring place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from tortoise import connections
+
+from bot.appkeys import INTAKE, METRICS, RECORDER, SERVICES
+from bot.clock import BusinessClock, WallClock
+from bot.config import Settings
+from bot.context import LateReplyHook, MemberResolver, Services, no_member
+from bot.metrics import Metrics
+from bot.middlewares import default_middlewares
+from bot.replies import Reply
+from bot.routing import Dispatcher, Router
+from bot.templating import Renderer
+from bot.wechat.budget import ReplyBudget, TimeoutBudget
+from bot.wechat.inbound import Inbound
+from bot.wechat.intake import Deduper, Intake
+from bot.wechat.views import oa_callback, wecom_callback
+from storage import db
+from storage.cache import Cache, make_cache
+from storage.keys import KeyBuilder
+from storage.repos import inbound as inbound_repo
+
+log = logging.getLogger("bot.app")
+
+
+async def log_late_reply(inbound: Inbound, reply: Reply) -> None:
+    """Default late-reply hook until an outbound sender is wired: log it."""
+    log.warning("late reply not sent: no outbound sender", extra={"event_id": inbound.dedupe_key})
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Replaceable collaborators, for tests and tools (never ``mock.patch``)."""
+
+    wall: WallClock | None = None
+    clock: BusinessClock | None = None
+    cache: Cache | None = None
+    keys: KeyBuilder | None = None
+    budget: ReplyBudget | None = None
+    late_hook: LateReplyHook | None = None
+    resolve_member: MemberResolver | None = None
+    routers: Sequence[Router] | None = None
+    manage_db: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
+    """Build the aiohttp application for the given settings."""
+    ov = overrides or Overrides()
+    app = web.Application(middlewares=[_never_500])
+    wall = ov.wall or WallClock()
+    services = Services(
+        settings=settings,
+        clock=ov.clock or BusinessClock(settings.tz, allow_offset=settings.dev.time_travel),
+        wall=wall,
+        cache=ov.cache or make_cache(settings.redis.url),
+        keys=ov.keys or KeyBuilder(dedupe_ttl=settings.server.dedupe_ttl_seconds),
+        renderer=Renderer(),
+        resolve_member=ov.resolve_member or no_member,
+        extras=ov.extras,
+    )
+    app[SERVICES] = services
+    app[METRICS] = Metrics()
+    app[RECORDER] = inbound_repo.InboundRecorder()
+    app[INTAKE] = _intake(app, ov)
+    if ov.manage_db:
+        app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_cache_and_recorder)
+    app.cleanup_ctx.append(_purge_loop)
+    _routes(app, settings)
+    return app
+
+
+def _intake(app: web.Application, ov: Overrides) -> Intake:
+    from handlers import ROUTERS  # handlers import bot modules; keep the edge one-way
+
+    services = app[SERVICES]
+    return Intake(
+        services=services,
+        dispatcher=Dispatcher(ov.routers or ROUTERS, default_middlewares()),
+        deduper=Deduper(services.cache, services.keys),
+        recorder=app[RECORDER],
+        budget=ov.budget or TimeoutBudget(services.settings.server.reply_budget_seconds),
+        late_hook=ov.late_hook or log_late_reply,
+        metrics=app[METRICS],
+    )
+
+
+def _routes(app: web.Application, settings: Settings) -> None:
+    app.router.add_route("GET", "/wechat/{account}", oa_callback)
+    app.router.add_route("POST", "/wechat/{account}", oa_callback)
+    app.router.add_route("GET", "/wecom/{corp}", wecom_callback)
+    app.router.add_route("POST", "/wecom/{corp}", wecom_callback)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    if settings.dev.time_travel:
+        from bot.devtools.time_travel import setup_time_travel
+
+        setup_time_travel(app)
+
+
+@web.middleware
+async def _never_500(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """WeChat must never see a 500: log the error and answer ``success``."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        if request.path.startswith(("/wechat/", "/wecom/")):
+            return web.Response(text="success")
+        return web.json_response({"error": "internal", "message": "internal error"}, status=500)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    url = app[SERVICES].settings.database.url
+    await db.open_db(url)
+    yield
+    await db.close_db()
+
+
+async def _cache_and_recorder(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    if not services.cache.shared:
+        await _reseed_dedupe(app)
+    recorder = app[RECORDER]
+    await recorder.start()
+    yield
+    await app[INTAKE].close()
+    await recorder.stop()
+    await services.cache.close()
+
+
+async def _reseed_dedupe(app: web.Application) -> None:
+    # An in-process dedupe forgets everything on restart; WeChat may still retry what
+    # the previous process handled, so remember the keys recorded within the TTL.
+    services = app[SERVICES]
+    since = datetime.fromtimestamp(services.wall.time(), UTC) - timedelta(
+        seconds=services.keys.dedupe_ttl
+    )
+    for key in await inbound_repo.recent_keys(since):
+        await app[INTAKE].deduper.remember(key)
+
+
+async def _purge_loop(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_purge_forever(app), name="inbound-purge")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _purge_forever(app: web.Application, every: float = 3600.0) -> None:
+    services = app[SERVICES]
+    while True:
+        try:
+            now = datetime.fromtimestamp(services.wall.time(), UTC)
+            cutoff = inbound_repo.retention_cutoff(
+                now, services.settings.business.inbound_retention_days
+            )
+            purged = await inbound_repo.purge_before(cutoff)
+            if purged:
+                log.info("purged inbound events", extra={"count": purged})
+        except Exception:
+            log.exception("inbound purge failed")
+        await asyncio.sleep(every)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database and the cache answer, else 503."""
+    services = request.app[SERVICES]
+    checks = {"db": await _db_ok(), "cache": await services.cache.ping()}
+    body = {k: "ok" if v else "down" for k, v in checks.items()}
+    body["status"] = "ok" if all(checks.values()) else "degraded"
+    return web.json_response(body, status=200 if all(checks.values()) else 503)
+
+
+async def _db_ok() -> bool:
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition."""
+    m = request.app[METRICS]
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})

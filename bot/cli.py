@@ -1,0 +1,140 @@
+"""``python -m bot …``: serve, migrate, events and the other operator commands.
+
+Errors are one line on stderr and exit status 2. On the embedded default (SQLite) every
+command applies pending migrations first, so a fresh clone just works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bot.config import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIGS = ("config.toml", "config.example.toml")
+
+
+class CliError(Exception):
+    """A user-facing command failure: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and exit 2 instead of argparse's usage dump."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def resolve_config_path(given: str | None, env: dict[str, str] | None = None) -> str:
+    """--config, else $SCRM_CONFIG, else config.toml, else config.example.toml."""
+    env = dict(os.environ) if env is None else env
+    if given:
+        return given
+    if env.get("SCRM_CONFIG"):
+        return env["SCRM_CONFIG"]
+    for name in DEFAULT_CONFIGS:
+        if Path(name).exists():
+            return name
+    return DEFAULT_CONFIGS[-1]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(resolve_config_path(args.config))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command tree."""
+    parser = _Parser(prog="python -m bot", description="Private-domain SCRM bot server")
+    parser.add_argument("--config", help="settings file (default: $SCRM_CONFIG, config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("serve", help="run the HTTP server (callbacks, health, metrics)")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("makemigrations", help="write a migration for model changes (developers)")
+    events = sub.add_parser("events", help="inspect and replay recorded callbacks")
+    ev = events.add_subparsers(dest="events_command", required=True, parser_class=_Parser)
+    ls = ev.add_parser("list", help="the latest recorded callbacks")
+    ls.add_argument("--limit", type=int, default=20)
+    replay = ev.add_parser("replay", help="dispatch a recorded callback again under its key")
+    replay.add_argument("id", type=int)
+    ev.add_parser("purge", help="delete callbacks older than inbound_retention_days")
+    for sp in (sub.choices[c] for c in sub.choices):
+        sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ConfigError, CliError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.command == "serve":
+        from bot.server import serve
+
+        serve(settings)
+        return 0
+    if args.command == "migrate":
+        return _async(_migrate(settings, announce=True))
+    if args.command == "makemigrations":
+        from bot.devtools.migrations import make_migrations
+
+        return _async(make_migrations())
+    if args.command == "events":
+        from bot import cli_events
+
+        command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_events, f"{args.events_command}_events"
+        )
+        return _async(_with_db(settings, command(settings, args)))
+    raise CliError(f"unknown command {args.command}")
+
+
+def _async(coro: Awaitable[int]) -> int:
+    async def runner() -> int:
+        return await coro
+
+    return asyncio.run(runner())
+
+
+async def _migrate(settings: Settings, announce: bool = False) -> int:
+    from storage import db
+
+    try:
+        await db.migrate(settings.database.url)
+    except OSError as exc:
+        raise CliError(f"database {_safe_url(settings.database.url)}: {exc}") from None
+    if announce:
+        print(f"migrations applied to {_safe_url(settings.database.url)}")
+    return 0
+
+
+async def _with_db(settings: Settings, work: Awaitable[int]) -> int:
+    from storage import db
+
+    if db.is_sqlite(settings.database.url):
+        await _migrate(settings)
+    await db.open_db(settings.database.url)
+    try:
+        return await work
+    finally:
+        await db.close_db()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"

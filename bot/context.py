@@ -1,0 +1,83 @@
+"""Services (the long-lived collaborators) and the per-event, frozen ``Ctx``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.clock import BusinessClock, WallClock
+from bot.config import Settings
+from bot.replies import Reply, TextReply
+from bot.templating import Renderer
+from bot.wechat.inbound import Inbound
+from storage.cache import Cache
+from storage.keys import KeyBuilder
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """The member a callback belongs to, as far as intake needs to know it."""
+
+    id: int
+    code: str = ""
+
+
+class MemberResolver(Protocol):
+    """Finds (or creates) the member behind a callback's sender."""
+
+    async def __call__(self, inbound: Inbound) -> MemberRef | None:
+        """The member, or None for senders that are not members (staff, the platform)."""
+
+
+async def no_member(inbound: Inbound) -> MemberRef | None:
+    """Resolver used until a member service is wired: nobody is a member yet."""
+    return None
+
+
+LateReplyHook = Callable[[Inbound, Reply], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Trace:
+    """Mutable notes a callback gathers on its way through the middlewares."""
+
+    outcome: str = "replied"
+    member_id: int | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything handlers and middlewares may use; built once by ``create_app``."""
+
+    settings: Settings
+    clock: BusinessClock
+    wall: WallClock
+    cache: Cache
+    keys: KeyBuilder
+    renderer: Renderer
+    resolve_member: MemberResolver = no_member
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What one handler invocation sees."""
+
+    inbound: Inbound
+    services: Services
+    now: datetime
+    trace: Trace
+    member: MemberRef | None = None
+    match: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_key(self) -> str:
+        """The callback's dedupe key; downstream idempotency keys derive from it."""
+        return self.inbound.dedupe_key
+
+    def render(self, template: str, **variables: Any) -> TextReply:
+        """Render a message template into a text reply."""
+        return TextReply(self.services.renderer.render(template, **variables))

@@ -1,0 +1,1 @@
+"""Development tools: fake WeChat platform, simulator, dev clock. Never production paths."""

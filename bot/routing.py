@@ -1,0 +1,125 @@
+"""Routers, the dispatcher and the middleware chain.
+
+Routers sit in one explicit ordered tuple; within and across routers the first handler
+whose event type and filters all match wins. A handler returns a ``Reply`` or the
+explicit ``NO_REPLY``; when nothing matches the dispatcher returns ``UNHANDLED``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final, Literal, Protocol
+
+from bot.context import Ctx
+from bot.replies import NO_REPLY, Reply
+from bot.wechat.inbound import Inbound
+
+Handler = Callable[[Any, Ctx], Awaitable[Reply]]
+FilterResult = bool | Mapping[str, Any]
+
+
+class _Unhandled(Enum):
+    UNHANDLED = "unhandled"
+
+
+UNHANDLED: Final = _Unhandled.UNHANDLED
+Unhandled = Literal[_Unhandled.UNHANDLED]
+
+
+class Filter(Protocol):
+    """A small predicate; a mapping result both matches and hands data to the handler."""
+
+    def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
+        """False (or an empty result) to pass, True or a mapping to match."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One handler with the event types and filters it answers."""
+
+    types: tuple[type, ...]
+    filters: tuple[Filter, ...]
+    handler: Handler
+
+    def match(self, event: Any, ctx: Ctx) -> Mapping[str, Any] | None:
+        """The merged filter data when every filter matches, else None."""
+        if not isinstance(event, self.types):
+            return None
+        data: dict[str, Any] = {}
+        for flt in self.filters:
+            result = flt(event, ctx)
+            if result is False:
+                return None
+            if isinstance(result, Mapping):
+                data.update(result)
+        return data
+
+
+class Router:
+    """A named, ordered set of routes for one chat feature."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.routes: list[Route] = []
+
+    def on(
+        self, event_type: type | tuple[type, ...], *filters: Filter
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler for an event type (or tuple of types) and filters."""
+        types = event_type if isinstance(event_type, tuple) else (event_type,)
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(types, filters, handler))
+            return handler
+
+        return register
+
+
+Next = Callable[[Inbound, Ctx], Awaitable[Reply | Unhandled]]
+
+
+class Middleware(Protocol):
+    """Wraps dispatch; outer middlewares see every event, in order."""
+
+    async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
+        """Do work around ``call_next`` or answer without calling it."""
+
+
+class Dispatcher:
+    """Runs the middleware chain, then the first matching route."""
+
+    def __init__(self, routers: Sequence[Router], middlewares: Sequence[Middleware] = ()) -> None:
+        self.routers = tuple(routers)
+        self.middlewares = tuple(middlewares)
+        self._routes = tuple(route for router in self.routers for route in router.routes)
+        self._chain: Next = self._route
+        for mw in reversed(self.middlewares):
+            self._chain = _bind(mw, self._chain)
+
+    async def dispatch(self, inbound: Inbound, ctx: Ctx) -> Reply:
+        """Dispatch one event; an unhandled event gets no reply."""
+        result = await self._chain(inbound, ctx)
+        if result is UNHANDLED:
+            ctx.trace.outcome = "unhandled"
+            return NO_REPLY
+        return result
+
+    async def _route(self, inbound: Inbound, ctx: Ctx) -> Reply | Unhandled:
+        event = inbound.event
+        for route in self._routes:
+            data = route.match(event, ctx)
+            if data is not None:
+                if data:
+                    ctx = dataclasses.replace(ctx, match=data)
+                return await route.handler(event, ctx)
+        return UNHANDLED
+
+
+def _bind(mw: Middleware, call_next: Next) -> Next:
+    async def step(inbound: Inbound, ctx: Ctx) -> Reply | Unhandled:
+        return await mw(inbound, ctx, call_next)
+
+    return step

@@ -1,0 +1,1 @@
+"""WeChat protocol: callback views, crypto, parsing, dedupe and the reply budget."""

@@ -1,0 +1,265 @@
+"""Callback endpoints: ``/wechat/{account}`` (Official Accounts) and ``/wecom/{corp}``.
+
+Order of checks (cheapest and most hostile first): Content-Length cap (413), the plain
+signature over the query (OA, 403) before the body is read, timestamp freshness (403),
+the body read under the cap (413), msg_signature (403), decryption and parsing (400).
+WeChat always gets ``success``, a reply, or a 4xx — never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.appkeys import INTAKE, METRICS, SERVICES
+from bot.config import OfficialAccountSettings, WeComSettings
+from bot.wechat.crypto import CryptoError, MessageCrypto, signature_matches
+from bot.wechat.inbound import Inbound
+from bot.wechat.intake import SUCCESS
+from bot.wechat.oa_parse import parse_oa
+from bot.wechat.wecom_parse import parse_wecom
+from bot.wechat.xml import BadPayload, parse_xml, require_text
+
+log = logging.getLogger("bot.callback")
+
+
+class Rejected(Exception):
+    """A callback refused before dispatch, with the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    signature: str
+    msg_signature: str
+    timestamp: str
+    nonce: str
+    encrypted: bool
+
+    @classmethod
+    def of(cls, request: web.Request) -> _Query:
+        q = request.query
+        return cls(
+            signature=q.get("signature", ""),
+            msg_signature=q.get("msg_signature", ""),
+            timestamp=q.get("timestamp", ""),
+            nonce=q.get("nonce", ""),
+            encrypted=q.get("encrypt_type", "").lower() == "aes",
+        )
+
+
+def _reject(request: web.Request, platform: str, exc: Rejected) -> web.Response:
+    request.app[METRICS].rejected.labels(platform, exc.reason.split(":")[0]).inc()
+    log.warning(
+        "callback rejected",
+        extra={
+            "platform": platform,
+            "status": exc.status,
+            "reason": exc.reason,
+            "path": request.path,
+        },
+    )
+    return web.Response(status=exc.status, text=_STATUS_TEXT.get(exc.status, "rejected"))
+
+
+_STATUS_TEXT = {400: "bad request", 403: "forbidden", 404: "not found", 413: "too large"}
+
+
+def _check_length(request: web.Request) -> None:
+    limit = request.app[SERVICES].settings.server.body_limit
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, "too_large")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[SERVICES].settings.server.body_limit
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_fresh(request: web.Request, timestamp: str) -> None:
+    services = request.app[SERVICES]
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise Rejected(403, "stale: bad timestamp") from None
+    if abs(services.wall.time() - sent) > services.settings.server.timestamp_tolerance_seconds:
+        raise Rejected(403, "stale: timestamp outside the window")
+
+
+def _crypto(token: str, key: str, receive_id: str, previous: str) -> MessageCrypto:
+    return MessageCrypto(token, key, receive_id, previous)
+
+
+def _decrypt_envelope(crypto: MessageCrypto, q: _Query, body: bytes) -> str:
+    try:
+        envelope = parse_xml(body)
+        encrypt = require_text(envelope, "Encrypt")
+    except BadPayload as exc:
+        raise Rejected(400, f"bad_envelope: {exc}") from None
+    if not crypto.verify(q.msg_signature, q.timestamp, q.nonce, encrypt):
+        raise Rejected(403, "bad_signature: msg_signature")
+    try:
+        return crypto.decrypt(encrypt)
+    except CryptoError as exc:
+        raise Rejected(400, f"bad_ciphertext: {exc}") from None
+
+
+def _respond(plain: str, crypto: MessageCrypto | None, q: _Query) -> web.Response:
+    if plain == SUCCESS or crypto is None:
+        content_type = "text/plain" if plain == SUCCESS else "application/xml"
+        return web.Response(text=plain, content_type=content_type)
+    sealed = crypto.seal(plain, q.timestamp, q.nonce)
+    return web.Response(text=sealed.to_xml(), content_type="application/xml")
+
+
+async def _dispatch(request: web.Request, inbound: Inbound) -> str:
+    return await request.app[INTAKE].handle(inbound)
+
+
+# --- Official Accounts ---------------------------------------------------------------
+
+
+def _account(request: web.Request) -> tuple[str, OfficialAccountSettings]:
+    name = request.match_info["account"]
+    account = request.app[SERVICES].settings.accounts.get(name)
+    if account is None:
+        raise Rejected(404, "unknown_account")
+    return name, account
+
+
+async def oa_callback(request: web.Request) -> web.StreamResponse:
+    """GET: URL verification; POST: a message or event from an Official Account."""
+    try:
+        name, account = _account(request)
+        q = _Query.of(request)
+        if request.method == "GET":
+            return _oa_verify(request, account, q)
+        return await _oa_post(request, name, account, q)
+    except Rejected as exc:
+        return _reject(request, "oa", exc)
+
+
+def _oa_verify(request: web.Request, account: OfficialAccountSettings, q: _Query) -> web.Response:
+    # URL verification always uses the plain signature and has no side effects, so it
+    # needs no freshness check.
+    if not signature_matches(q.signature, account.token, q.timestamp, q.nonce):
+        raise Rejected(403, "bad_signature: signature")
+    return web.Response(text=request.query.get("echostr", ""))
+
+
+async def _oa_post(
+    request: web.Request, name: str, account: OfficialAccountSettings, q: _Query
+) -> web.Response:
+    _check_length(request)
+    if not signature_matches(q.signature, account.token, q.timestamp, q.nonce):
+        raise Rejected(403, "bad_signature: signature")
+    _check_fresh(request, q.timestamp)
+    body = await _read_body(request)
+    crypto: MessageCrypto | None = None
+    if q.encrypted:
+        if not account.encoding_aes_key:
+            raise Rejected(400, "bad_envelope: account has no EncodingAESKey")
+        crypto = _crypto(
+            account.token,
+            account.encoding_aes_key,
+            account.appid,
+            account.previous_encoding_aes_key,
+        )
+        plaintext = _decrypt_envelope(crypto, q, body)
+    else:
+        if account.mode == "safe":
+            raise Rejected(403, "plaintext_refused: account is in safe mode")
+        await _check_replay(request, name, q, body)
+        plaintext = _text(body)
+    try:
+        inbound = parse_oa(name, plaintext)
+    except BadPayload as exc:
+        raise Rejected(400, f"bad_payload: {exc}") from None
+    return _respond(await _dispatch(request, inbound), crypto, q)
+
+
+async def _check_replay(request: web.Request, account: str, q: _Query, body: bytes) -> None:
+    # In plaintext mode the signature does not cover the body: a (timestamp, nonce) that
+    # was already used with a different body is a replay.
+    services = request.app[SERVICES]
+    key = services.keys.nonce(account, q.timestamp, q.nonce)
+    digest = hashlib.sha256(body).hexdigest()
+    if await services.cache.claim(key, digest):
+        return
+    if await services.cache.get(key) != digest:
+        raise Rejected(403, "replay: nonce reused with another body")
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "bad_payload: body is not UTF-8") from None
+
+
+# --- WeCom ---------------------------------------------------------------------------
+
+
+def _corp(request: web.Request) -> WeComSettings:
+    wecom = request.app[SERVICES].settings.wecom
+    if wecom is None or request.match_info["corp"] not in (wecom.name, wecom.corp_id):
+        raise Rejected(404, "unknown_corp")
+    return wecom
+
+
+def _wecom_crypto(wecom: WeComSettings) -> MessageCrypto:
+    return _crypto(
+        wecom.token, wecom.encoding_aes_key, wecom.corp_id, wecom.previous_encoding_aes_key
+    )
+
+
+async def wecom_callback(request: web.Request) -> web.StreamResponse:
+    """GET: URL verification (decrypt echostr); POST: an encrypted WeCom callback."""
+    try:
+        wecom = _corp(request)
+        q = _Query.of(request)
+        crypto = _wecom_crypto(wecom)
+        if request.method == "GET":
+            return _wecom_verify(request, crypto, q)
+        return await _wecom_post(request, wecom, crypto, q)
+    except Rejected as exc:
+        return _reject(request, "wecom", exc)
+
+
+def _wecom_verify(request: web.Request, crypto: MessageCrypto, q: _Query) -> web.Response:
+    # A '+' in echostr arrives as a space when the caller did not percent-encode it.
+    echostr = request.query.get("echostr", "").replace(" ", "+")
+    if not crypto.verify(q.msg_signature, q.timestamp, q.nonce, echostr):
+        raise Rejected(403, "bad_signature: msg_signature")
+    try:
+        return web.Response(text=crypto.decrypt(echostr))
+    except CryptoError as exc:
+        raise Rejected(400, f"bad_ciphertext: {exc}") from None
+
+
+async def _wecom_post(
+    request: web.Request, wecom: WeComSettings, crypto: MessageCrypto, q: _Query
+) -> web.Response:
+    _check_length(request)
+    _check_fresh(request, q.timestamp)
+    body = await _read_body(request)
+    plaintext = _decrypt_envelope(crypto, q, body)
+    try:
+        inbound = parse_wecom(wecom.name, wecom.corp_id, plaintext)
+    except BadPayload as exc:
+        raise Rejected(400, f"bad_payload: {exc}") from None
+    return _respond(await _dispatch(request, inbound), crypto, q)

@@ -1,0 +1,91 @@
+"""Hardened XML intake for WeChat callbacks.
+
+WeChat bodies are flat ``<xml>`` documents. We refuse anything a real platform never
+sends (DTDs, entity declarations, duplicated top-level elements) before the parser can
+expand it, strip characters XML 1.0 forbids, and hand back plain ``dict[str, Any]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+# XML 1.0 §2.2: these code points are illegal anywhere in a document.
+_ILLEGAL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Any markup declaration (<!DOCTYPE, <!ENTITY, <!ELEMENT …) except CDATA and comments.
+_DECLARATION = re.compile(r"<!(?!\[CDATA\[|--)")
+
+
+class BadPayload(ValueError):
+    """The body is not a well-formed, acceptable WeChat XML document."""
+
+
+def strip_illegal_chars(text: str) -> str:
+    """Remove characters that XML 1.0 forbids (WeChat users can type some of them)."""
+    return _ILLEGAL_CHARS.sub("", text)
+
+
+def parse_xml(raw: str | bytes) -> dict[str, Any]:
+    """Parse a WeChat ``<xml>`` document into a dict of its top-level elements.
+
+    Missing optional elements are simply absent; empty elements become ``""``.
+    Raises :class:`BadPayload` for anything malformed or hostile.
+    """
+    text = _decode(raw)
+    text = strip_illegal_chars(text)
+    if _DECLARATION.search(text):
+        raise BadPayload("markup declarations (DTD/ENTITY) are not allowed")
+    try:
+        doc = xmltodict.parse(text, disable_entities=True)
+    except (ExpatError, ValueError) as exc:
+        raise BadPayload(f"not well-formed XML: {exc}") from exc
+    root = doc.get("xml") if isinstance(doc, dict) else None
+    if root is None:
+        root = {} if isinstance(doc, dict) and "xml" in doc else None
+    if not isinstance(root, dict):
+        raise BadPayload("the root element must be <xml>")
+    result: dict[str, Any] = {}
+    for key, value in root.items():
+        if key.startswith("@"):
+            continue
+        if isinstance(value, list):
+            raise BadPayload(f"element <{key}> appears more than once")
+        result[key] = "" if value is None else value
+    return result
+
+
+def text_of(data: Mapping[str, Any], key: str) -> str:
+    """Return the text of a top-level element, ``""`` when absent or empty."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        inner = value.get("#text")
+        if inner is None and all(k.startswith("@") for k in value):
+            return ""
+        if isinstance(inner, str):
+            return inner
+    raise BadPayload(f"element <{key}> must hold text")
+
+
+def require_text(data: Mapping[str, Any], key: str) -> str:
+    """Return a mandatory element's text; raise :class:`BadPayload` when missing or empty."""
+    value = text_of(data, key)
+    if not value:
+        raise BadPayload(f"missing required element <{key}>")
+    return value
+
+
+def _decode(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadPayload("body is not valid UTF-8") from exc

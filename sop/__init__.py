@@ -1,0 +1,1 @@
+"""SOP engine: scheduled and triggered touchpoints (rules as data)."""

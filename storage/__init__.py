@@ -1,0 +1,1 @@
+"""Persistence: models, repositories, cache, keys and migrations."""

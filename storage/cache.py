@@ -1,0 +1,217 @@
+"""Shared cache: Redis when configured, else in-process (the embedded default).
+
+Only what intake needs lives here: claim-once keys, small values with TTLs, counters and
+a per-key lock. Every key comes from :mod:`storage.keys` and carries its TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from storage.keys import Key
+
+
+class CacheError(RuntimeError):
+    """The cache could not be reached or refused an operation."""
+
+
+class Cache(Protocol):
+    """What intake and the outbound side need from a cache."""
+
+    shared: bool
+
+    async def claim(self, key: Key, value: str = "1") -> bool:
+        """Set the key only if absent (SET NX); True when this caller set it."""
+
+    async def get(self, key: Key) -> str | None:
+        """The value, or None when absent or expired."""
+
+    async def put(self, key: Key, value: str) -> None:
+        """Set the value with the key's TTL."""
+
+    async def delete(self, key: Key) -> None:
+        """Remove the key."""
+
+    async def incr(self, key: Key) -> int:
+        """Increment a counter that expires with the key's TTL; returns the new value."""
+
+    def lock(self, key: Key, wait: float) -> AbstractAsyncContextManager[None]:
+        """Hold an exclusive lock on the key (async context manager)."""
+
+    async def ping(self) -> bool:
+        """True when the backing store answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryCache:
+    """In-process cache for the single-process embedded default."""
+
+    shared = False
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._values: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, int] = {}
+        self._ops = 0
+
+    def _live(self, name: str) -> str | None:
+        item = self._values.get(name)
+        if item is None:
+            return None
+        if item[1] <= self._now():
+            del self._values[name]
+            return None
+        return item[0]
+
+    def _store(self, key: Key, value: str) -> None:
+        self._values[key.name] = (value, self._now() + key.ttl)
+        self._ops += 1
+        if self._ops % 4096 == 0:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        now = self._now()
+        for name in [n for n, (_, exp) in self._values.items() if exp <= now]:
+            del self._values[name]
+
+    async def claim(self, key: Key, value: str = "1") -> bool:
+        """Set the key only if absent."""
+        if self._live(key.name) is not None:
+            return False
+        self._store(key, value)
+        return True
+
+    async def get(self, key: Key) -> str | None:
+        """The value, or None."""
+        return self._live(key.name)
+
+    async def put(self, key: Key, value: str) -> None:
+        """Set the value with the key's TTL."""
+        self._store(key, value)
+
+    async def delete(self, key: Key) -> None:
+        """Remove the key."""
+        self._values.pop(key.name, None)
+
+    async def incr(self, key: Key) -> int:
+        """Increment a counter."""
+        current = self._live(key.name)
+        value = int(current or 0) + 1
+        if current is None:
+            self._store(key, str(value))
+        else:
+            self._values[key.name] = (str(value), self._values[key.name][1])
+        return value
+
+    @asynccontextmanager
+    async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
+        """An asyncio lock per key, dropped when nobody holds or waits for it."""
+        lock = self._locks.setdefault(key.name, asyncio.Lock())
+        self._waiters[key.name] = self._waiters.get(key.name, 0) + 1
+        try:
+            async with asyncio.timeout(wait):
+                await lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+        except TimeoutError:
+            raise CacheError(f"lock {key.name} busy") from None
+        finally:
+            left = self._waiters[key.name] - 1
+            if left:
+                self._waiters[key.name] = left
+            else:
+                del self._waiters[key.name]
+                self._locks.pop(key.name, None)
+
+    async def ping(self) -> bool:
+        """Always reachable."""
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+        self._values.clear()
+
+
+_UNLOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCache:
+    """Redis-backed cache shared by every process of a deployment."""
+
+    shared = True
+
+    def __init__(self, url: str) -> None:
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._unlock = self._redis.register_script(_UNLOCK)
+
+    async def claim(self, key: Key, value: str = "1") -> bool:
+        """SET NX EX."""
+        return bool(await self._redis.set(key.name, value, ex=key.ttl, nx=True))
+
+    async def get(self, key: Key) -> str | None:
+        """GET."""
+        value = await self._redis.get(key.name)
+        return None if value is None else str(value)
+
+    async def put(self, key: Key, value: str) -> None:
+        """SET EX."""
+        await self._redis.set(key.name, value, ex=key.ttl)
+
+    async def delete(self, key: Key) -> None:
+        """DEL."""
+        await self._redis.delete(key.name)
+
+    async def incr(self, key: Key) -> int:
+        """INCR, with the TTL set on first use (one round trip)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key.name)
+            pipe.expire(key.name, key.ttl, nx=True)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    @asynccontextmanager
+    async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
+        """SET NX PX with a random token, polled until ``wait``; released by a script."""
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        delay = 0.005
+        while not await self._redis.set(key.name, token, px=key.ttl * 1000, nx=True):
+            if time.monotonic() >= deadline:
+                raise CacheError(f"lock {key.name} busy")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self._unlock(keys=[key.name], args=[token])
+
+    async def ping(self) -> bool:
+        """PING."""
+        try:
+            return bool(await self._redis.ping())
+        except (aioredis.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def make_cache(url: str) -> Cache:
+    """Redis when a URL is given, else the in-process cache."""
+    return RedisCache(url) if url else MemoryCache()

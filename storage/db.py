@@ -1,0 +1,65 @@
+"""Database lifecycle: tortoise configuration, migrations and shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.migrations.api.migrate import migrate as tortoise_migrate
+
+APP = "models"
+MODELS_MODULE = "storage.models"
+MIGRATIONS_MODULE = "storage.migrations"
+
+# SQLite is the embedded default: WAL so readers never block the writer, a busy timeout
+# so a CLI process and the server wait for each other instead of failing.
+_SQLITE_PRAGMAS = {"journal_mode": "WAL", "busy_timeout": 5000, "synchronous": "NORMAL"}
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    """The tortoise config dict for a database URL (sqlite:// or postgres://)."""
+    connection = expand_db_url(url)
+    if connection["engine"].endswith("sqlite"):
+        path = connection["credentials"]["file_path"]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connection["credentials"].update(_SQLITE_PRAGMAS)
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            APP: {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def is_sqlite(url: str) -> bool:
+    """True for the embedded SQLite default."""
+    return url.startswith("sqlite://")
+
+
+async def migrate(url: str) -> None:
+    """Apply every pending migration (tortoise's built-in migration executor)."""
+    await tortoise_migrate(config=tortoise_config(url))
+    await Tortoise.close_connections()
+
+
+async def open_db(url: str) -> None:
+    """Connect the ORM (migrations must already be applied).
+
+    Tortoise 1.x keeps its state in a contextvar; aiohttp serves requests in tasks that do
+    not inherit the start-up context, so the connection is also the process-wide fallback.
+    """
+    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
+
+
+async def close_db() -> None:
+    """Close every connection."""
+    await Tortoise.close_connections()

@@ -1,0 +1,41 @@
+"""The one builder of cache keys; every key it makes is paired with a TTL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A cache key and how long it may live."""
+
+    name: str
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBuilder:
+    """Namespaced keys for dedupe, replies, rate limits, locks and replay checks."""
+
+    prefix: str = "scrm"
+    dedupe_ttl: int = 900
+
+    def inbound(self, dedupe_key: str) -> Key:
+        """Claimed when a callback is first processed."""
+        return Key(f"{self.prefix}:in:{dedupe_key}", self.dedupe_ttl)
+
+    def reply(self, dedupe_key: str) -> Key:
+        """The plaintext reply given to a callback, for its retries."""
+        return Key(f"{self.prefix}:reply:{dedupe_key}", self.dedupe_ttl)
+
+    def rate(self, sender: str, minute: int) -> Key:
+        """Commands a sender issued in one wall-clock minute."""
+        return Key(f"{self.prefix}:rate:{sender}:{minute}", 120)
+
+    def member_lock(self, sender: str) -> Key:
+        """Serialises one sender's callbacks across processes."""
+        return Key(f"{self.prefix}:lock:{sender}", 30)
+
+    def nonce(self, account: str, timestamp: str, nonce: str) -> Key:
+        """Plaintext-mode replay check: the body hash seen with this timestamp and nonce."""
+        return Key(f"{self.prefix}:nonce:{account}:{timestamp}:{nonce}", 900)

@@ -1,0 +1,138 @@
+"""InboundEvent rows: written in small batches off the hot path, read by the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from storage.models import InboundEvent
+
+log = logging.getLogger("storage.inbound")
+
+# Mainland mobile numbers (1[3-9]x xxxx xxxx) are masked before anything is stored.
+_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+
+
+def mask_mobiles(text: str) -> str:
+    """Replace the middle four digits of every mainland mobile number with ****."""
+    return _MOBILE.sub(r"\1****\2", text)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """What intake knows about a processed callback."""
+
+    dedupe_key: str
+    platform: str
+    account: str
+    kind: str
+    sender: str
+    member_id: int | None
+    outcome: str
+    handler_ms: int
+    payload: str
+    received_at: datetime
+
+
+class InboundRecorder:
+    """Buffers records and writes them with one multi-row insert per flush.
+
+    The dedupe claim in the cache is what makes intake exactly-once; this table is the
+    durable history (and seeds the in-process dedupe after a restart), so it need not
+    cost a round trip per callback.
+    """
+
+    def __init__(self, flush_interval: float = 0.05, max_batch: int = 500) -> None:
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self._buffer: list[InboundRecord] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, record: InboundRecord) -> None:
+        """Queue a record for the next flush."""
+        self._buffer.append(record)
+        if len(self._buffer) >= self.max_batch:
+            self._wakeup.set()
+
+    async def start(self) -> None:
+        """Start the background flusher."""
+        self._task = asyncio.create_task(self._run(), name="inbound-recorder")
+
+    async def stop(self) -> None:
+        """Stop the flusher and write whatever is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not record inbound events; will retry")
+
+    async def flush(self) -> int:
+        """Write the buffered records now; returns how many were written."""
+        if not self._buffer:
+            return 0
+        batch, self._buffer = self._buffer, []
+        rows = [InboundEvent(**_fields(r)) for r in batch]
+        try:
+            await InboundEvent.bulk_create(rows, batch_size=self.max_batch, ignore_conflicts=True)
+        except Exception:
+            self._buffer[:0] = batch  # keep them for the next attempt
+            raise
+        return len(rows)
+
+
+def _fields(record: InboundRecord) -> dict[str, object]:
+    return {
+        "dedupe_key": record.dedupe_key,
+        "platform": record.platform,
+        "account": record.account,
+        "kind": record.kind[:96],
+        "sender": record.sender[:128],
+        "member_id": record.member_id,
+        "outcome": record.outcome,
+        "handler_ms": record.handler_ms,
+        "payload": mask_mobiles(record.payload),
+        "received_at": record.received_at,
+    }
+
+
+async def recent_keys(since: datetime) -> list[str]:
+    """Dedupe keys recorded since a time (to re-seed an in-process dedupe on start)."""
+    rows = await InboundEvent.filter(received_at__gte=since).values_list("dedupe_key", flat=True)
+    return [str(k) for k in rows]
+
+
+async def get_event(event_id: int) -> InboundEvent | None:
+    """One recorded event by id."""
+    return await InboundEvent.get_or_none(id=event_id)
+
+
+async def list_events(limit: int = 20) -> list[InboundEvent]:
+    """The latest recorded events."""
+    return await InboundEvent.all().order_by("-id").limit(limit)
+
+
+async def purge_before(cutoff: datetime) -> int:
+    """Delete events received before the cutoff; returns how many."""
+    return await InboundEvent.filter(received_at__lt=cutoff).delete()
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime:
+    """The oldest received_at to keep."""
+    return now - timedelta(days=days)
