@@ -13,17 +13,21 @@ from typing import Any
 from aiohttp import web
 from tortoise import connections
 
-from bot.appkeys import INTAKE, METRICS, RECORDER, SERVICES
+from bot.appkeys import INTAKE, METRICS, RECORDER, SENDER, SERVICES
+from bot.clients.caller import PauseBook, Sleep
+from bot.clients.registry import Clients
+from bot.clients.tokens import make_token_store
 from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
 from bot.context import LateReplyHook, MemberResolver, Services, no_member
 from bot.metrics import Metrics
 from bot.middlewares import default_middlewares
-from bot.replies import Reply
+from bot.outbox.late import OutboxLateReplies
+from bot.outbox.lock import SenderLock
+from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
-from bot.wechat.inbound import Inbound
 from bot.wechat.intake import Deduper, Intake
 from bot.wechat.views import oa_callback, wecom_callback
 from storage import db
@@ -32,11 +36,6 @@ from storage.keys import KeyBuilder
 from storage.repos import inbound as inbound_repo
 
 log = logging.getLogger("bot.app")
-
-
-async def log_late_reply(inbound: Inbound, reply: Reply) -> None:
-    """Default late-reply hook until an outbound sender is wired: log it."""
-    log.warning("late reply not sent: no outbound sender", extra={"event_id": inbound.dedupe_key})
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,8 @@ class Overrides:
     resolve_member: MemberResolver | None = None
     routers: Sequence[Router] | None = None
     manage_db: bool = True
+    run_sender: bool | None = None
+    api_sleep: Sleep | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,27 +60,49 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     """Build the aiohttp application for the given settings."""
     ov = overrides or Overrides()
     app = web.Application(middlewares=[_never_500])
-    wall = ov.wall or WallClock()
-    services = Services(
-        settings=settings,
-        clock=ov.clock or BusinessClock(settings.tz, allow_offset=settings.dev.time_travel),
-        wall=wall,
-        cache=ov.cache or make_cache(settings.redis.url),
-        keys=ov.keys or KeyBuilder(dedupe_ttl=settings.server.dedupe_ttl_seconds),
-        renderer=Renderer(),
-        resolve_member=ov.resolve_member or no_member,
-        extras=ov.extras,
-    )
+    services = build_services(settings, ov)
     app[SERVICES] = services
     app[METRICS] = Metrics()
     app[RECORDER] = inbound_repo.InboundRecorder()
+    app[SENDER] = Sender(services.clients, services.clock)
     app[INTAKE] = _intake(app, ov)
     if ov.manage_db:
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_cache_and_recorder)
+    app.cleanup_ctx.append(_clients)
+    run_sender = settings.worker.embedded if ov.run_sender is None else ov.run_sender
+    if run_sender:
+        app.cleanup_ctx.append(_embedded_sender)
     app.cleanup_ctx.append(_purge_loop)
     _routes(app, settings)
     return app
+
+
+def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
+    """The long-lived collaborators (also used by CLI commands and the worker)."""
+    ov = ov or Overrides()
+    wall = ov.wall or WallClock()
+    clock = ov.clock or BusinessClock(settings.tz, allow_offset=settings.dev.time_travel)
+    cache = ov.cache or make_cache(settings.redis.url)
+    keys = ov.keys or KeyBuilder(dedupe_ttl=settings.server.dedupe_ttl_seconds)
+    clients = Clients(
+        settings,
+        make_token_store(cache, keys),
+        PauseBook(cache, keys, clock),
+        now=wall.time,
+        sleep=ov.api_sleep or asyncio.sleep,
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        wall=wall,
+        cache=cache,
+        keys=keys,
+        renderer=Renderer(),
+        clients=clients,
+        resolve_member=ov.resolve_member or no_member,
+        extras=ov.extras,
+    )
 
 
 def _intake(app: web.Application, ov: Overrides) -> Intake:
@@ -92,7 +115,7 @@ def _intake(app: web.Application, ov: Overrides) -> Intake:
         deduper=Deduper(services.cache, services.keys),
         recorder=app[RECORDER],
         budget=ov.budget or TimeoutBudget(services.settings.server.reply_budget_seconds),
-        late_hook=ov.late_hook or log_late_reply,
+        late_hook=ov.late_hook or OutboxLateReplies(services.clock, app[SENDER].wake),
         metrics=app[METRICS],
     )
 
@@ -144,6 +167,27 @@ async def _cache_and_recorder(app: web.Application) -> AsyncIterator[None]:
     await app[INTAKE].close()
     await recorder.stop()
     await services.cache.close()
+
+
+async def _clients(app: web.Application) -> AsyncIterator[None]:
+    clients = app[SERVICES].clients
+    await clients.start()
+    yield
+    await clients.close()
+
+
+async def _embedded_sender(app: web.Application) -> AsyncIterator[None]:
+    lock = SenderLock(app[SERVICES].settings.database.url)
+    if not lock.acquire():
+        log.warning("another sender (python -m bot worker) owns this database; not sending here")
+        yield
+        return
+    task = asyncio.create_task(app[SENDER].run(), name="outbox-sender")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    lock.release()
 
 
 async def _reseed_dedupe(app: web.Application) -> None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from bot.context import Services
 from bot.metrics import Metrics
+from bot.outbox.sender import Sender
 from bot.wechat.intake import Intake
 from storage.repos.inbound import InboundRecorder
 
@@ -13,3 +14,4 @@ SERVICES = web.AppKey("services", Services)
 INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", Metrics)
 RECORDER = web.AppKey("recorder", InboundRecorder)
+SENDER = web.AppKey("sender", Sender)

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default: $SCRM_CONFIG, config.toml)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("serve", help="run the HTTP server (callbacks, health, metrics)")
+    sub.add_parser("worker", help="run the outbound sender alone")
+    chat = sub.add_parser("chat", help="play a member (or staff member) against a running server")
+    chat.add_argument("--server", help="server URL (default: from the settings)")
+    chat.add_argument("--account", help="Official Account name (default: the first)")
+    chat.add_argument("--openid", default="oSimulator0001", help="the member's openid")
+    chat.add_argument("--wecom", action="store_true", help="play a WeCom staff member")
+    chat.add_argument("--staff", default="zhangsan", help="the staff member's WeCom userid")
+    chat.add_argument("--say", action="append", help="send this line (repeatable); else stdin")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("makemigrations", help="write a migration for model changes (developers)")
     events = sub.add_parser("events", help="inspect and replay recorded callbacks")
@@ -85,6 +93,16 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(settings)
         return 0
+    if args.command == "worker":
+        from bot.worker import SenderBusy, run_worker
+
+        try:
+            run_worker(settings)
+        except SenderBusy as exc:
+            raise CliError(str(exc)) from None
+        return 0
+    if args.command == "chat":
+        return _chat(settings, args)
     if args.command == "migrate":
         return _async(_migrate(settings, announce=True))
     if args.command == "makemigrations":
@@ -99,6 +117,19 @@ def _run(args: argparse.Namespace) -> int:
         )
         return _async(_with_db(settings, command(settings, args)))
     raise CliError(f"unknown command {args.command}")
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.devtools.simulator import Identity, default_server, run_chat
+
+    if not settings.accounts and not args.wecom:
+        raise CliError("the settings define no [accounts.*] Official Account to chat with")
+    account = args.account or next(iter(settings.accounts), "")
+    if account and account not in settings.accounts:
+        raise CliError(f"no Official Account named {account!r} in the settings")
+    who = Identity(account, args.openid, args.wecom, args.staff)
+    server = args.server or default_server(settings)
+    return _async(run_chat(settings, server, who, args.say))
 
 
 def _async(coro: Awaitable[int]) -> int:

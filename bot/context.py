@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.clients.registry import Clients
 from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
 from bot.replies import Reply, TextReply
@@ -58,6 +59,7 @@ class Services:
     cache: Cache
     keys: KeyBuilder
     renderer: Renderer
+    clients: Clients
     resolve_member: MemberResolver = no_member
     extras: Mapping[str, Any] = field(default_factory=dict)
 

@@ -39,3 +39,15 @@ class KeyBuilder:
     def nonce(self, account: str, timestamp: str, nonce: str) -> Key:
         """Plaintext-mode replay check: the body hash seen with this timestamp and nonce."""
         return Key(f"{self.prefix}:nonce:{account}:{timestamp}:{nonce}", 900)
+
+    def token(self, name: str, ttl: int = 7200) -> Key:
+        """A shared platform access token."""
+        return Key(f"{self.prefix}:token:{name}", max(ttl, 1))
+
+    def token_lock(self, name: str) -> Key:
+        """Elects the one token refresher."""
+        return Key(f"{self.prefix}:token-lock:{name}", 60)
+
+    def api_pause(self, platform: str, app_id: str, api: str, seconds: int) -> Key:
+        """An API paused for one account after its daily quota ran out."""
+        return Key(f"{self.prefix}:pause:{platform}:{app_id}:{api}", max(seconds, 1))

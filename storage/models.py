@@ -1,9 +1,13 @@
 """Tortoise models. Correctness lives in unique constraints and transactions.
 
 Schema changes ship as tortoise's built-in migrations in ``storage/migrations/``.
+The first line of a model docstring becomes the table comment, and tortoise does not
+escape quotes in it on SQLite: keep apostrophes out of that line.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -30,3 +34,51 @@ class InboundEvent(Model):
 
     class Meta:
         table = "inbound_event"
+
+
+class PlatformToken(Model):
+    """A WeChat access token shared by every process when there is no Redis.
+
+    ``version`` makes refreshes conditional updates; ``refresh_until`` is the lease the
+    one refresher holds, so a CLI process and the server never retire each other's token.
+    """
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=128, unique=True)
+    token = fields.CharField(max_length=1024, default="")
+    expires_at = fields.FloatField(default=0)
+    version = fields.IntField(default=0)
+    refresh_until = fields.FloatField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "platform_token"
+
+
+class OutboxMessage(Model):
+    """One outbound message to one recipient: the unit of work of the outbound engine.
+
+    Status: pending → sending → sent | failed | unknown (a sender died mid-call: never
+    re-sent) | submitted | awaiting_staff.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    idempotency_key = fields.CharField(max_length=255, unique=True)
+    channel = fields.CharField(max_length=24)
+    account = fields.CharField(max_length=64)
+    recipient = fields.CharField(max_length=128, db_index=True)
+    member_id = fields.BigIntField(null=True, db_index=True)
+    source = fields.CharField(max_length=32)
+    payload: fields.Field[dict[str, Any]] = fields.JSONField()
+    status = fields.CharField(max_length=16, default="pending")
+    reason = fields.CharField(max_length=255, default="")
+    attempts = fields.IntField(default=0)
+    due_at = fields.DatetimeField()
+    claimed_by = fields.CharField(max_length=64, default="")
+    lease_until = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "outbox_message"
+        indexes = (("status", "due_at"),)

@@ -184,6 +184,10 @@ def settings(database: str) -> Settings:
     return make_settings(base_config(database))
 
 
+async def _no_sleep(seconds: float) -> None:
+    """API back-off without waiting (tests never sleep on wall time)."""
+
+
 AppMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -209,6 +213,8 @@ def make_client(
             "cache": cache,
             "keys": keys,
             "manage_db": False,
+            "run_sender": False,
+            "api_sleep": _no_sleep,
         }
         values.update(overrides)
         app = create_app(settings, Overrides(**values))

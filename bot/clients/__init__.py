@@ -1,0 +1,1 @@
+"""Async WeChat and WeCom API clients on one aiohttp session, with shared tokens."""

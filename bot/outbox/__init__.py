@@ -1,0 +1,1 @@
+"""Durable sending: the outbox sender, late replies and the SQLite sender lock."""

@@ -1,0 +1,106 @@
+"""OutboxMessage rows: enqueue idempotently, claim with a lease, settle each row.
+
+Claims are conditional updates, so two senders never own the same row; a row turns
+``sending`` (committed) just before its own API call, and a row still ``sending`` after
+its lease lapsed belonged to a dead sender: it becomes ``unknown`` and is never re-sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q
+
+from storage.models import OutboxMessage
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What to send, to whom, over which channel."""
+
+    idempotency_key: str
+    channel: str
+    account: str
+    recipient: str
+    payload: Mapping[str, Any]
+    source: str
+    member_id: int | None = None
+
+
+async def enqueue(message: NewMessage, due_at: datetime) -> OutboxMessage:
+    """Insert the row once; a second enqueue with the same key returns the first row."""
+    try:
+        return await OutboxMessage.create(
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            account=message.account,
+            recipient=message.recipient,
+            member_id=message.member_id,
+            source=message.source,
+            payload=dict(message.payload),
+            due_at=due_at,
+        )
+    except IntegrityError:
+        return await OutboxMessage.get(idempotency_key=message.idempotency_key)
+
+
+def _claimable(now: datetime) -> Q:
+    return Q(status="pending", due_at__lte=now) & (Q(claimed_by="") | Q(lease_until__lt=now))
+
+
+async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
+    """Claim up to ``limit`` due rows for this worker (rows whose lease lapsed included)."""
+    ids = (
+        await OutboxMessage.filter(_claimable(now))
+        .order_by("id")
+        .limit(limit)
+        .values_list("id", flat=True)
+    )
+    if not ids:
+        return []
+    await OutboxMessage.filter(_claimable(now), id__in=list(ids)).update(
+        claimed_by=worker, lease_until=now + lease
+    )
+    return await OutboxMessage.filter(
+        id__in=list(ids), claimed_by=worker, status="pending"
+    ).order_by("id")
+
+
+async def start_sending(row: OutboxMessage, worker: str, now: datetime, lease: timedelta) -> bool:
+    """pending → sending, committed before the call; False if we no longer own the row."""
+    changed = await OutboxMessage.filter(id=row.id, status="pending", claimed_by=worker).update(
+        status="sending", lease_until=now + lease, attempts=F("attempts") + 1
+    )
+    return changed == 1
+
+
+async def settle(
+    row_id: int, status: str, reason: str = "", sent_at: datetime | None = None
+) -> None:
+    """Record how the call ended."""
+    await OutboxMessage.filter(id=row_id, status="sending").update(
+        status=status, reason=reason[:255], sent_at=sent_at, claimed_by="", lease_until=None
+    )
+
+
+async def retry_later(row_id: int, due_at: datetime, reason: str) -> None:
+    """The call provably did not happen: back to pending, due later."""
+    await OutboxMessage.filter(id=row_id, status="sending").update(
+        status="pending", due_at=due_at, reason=reason[:255], claimed_by="", lease_until=None
+    )
+
+
+async def mark_abandoned(now: datetime) -> int:
+    """Rows left ``sending`` past their lease: a sender died mid-call; never re-send."""
+    return await OutboxMessage.filter(status="sending", lease_until__lt=now).update(
+        status="unknown", reason="sender died during the call", claimed_by="", lease_until=None
+    )
+
+
+async def for_recipient(recipient: str) -> list[OutboxMessage]:
+    """A recipient's rows, oldest first."""
+    return await OutboxMessage.filter(recipient=recipient).order_by("id")
