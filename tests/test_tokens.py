@@ -13,7 +13,7 @@ import pytest
 from bot.clients.tokens import DbTokenStore, RedisTokenStore, TokenCache, TokenKey, TokenStore
 from storage.cache import RedisCache
 from storage.keys import KeyBuilder
-from tests.conftest import TEST_REDIS, NOW
+from tests.conftest import NOW, TEST_REDIS
 
 KEY = TokenKey("oa", "wxAPP", "s3cret")
 
