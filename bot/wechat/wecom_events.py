@@ -1,24 +1,72 @@
-"""Typed WeCom callbacks: 客户联系 events (wechatpy 1.8.18 has none) and agent messages.
+"""Decrypted WeCom callback → typed event, and the key WeCom's retries share.
 
-Official pages: 客户联系 callbacks https://developer.work.weixin.qq.com/document/path/92130,
-客户群 https://developer.work.weixin.qq.com/document/path/92130#客户群变更事件, 企业客户标签
-https://developer.work.weixin.qq.com/document/path/92130#企业客户标签变更事件, and the
-self-built app's messages https://developer.work.weixin.qq.com/document/path/90239.
+The event classes live in :mod:`bot.wechat.wecom_models` and are re-exported here.
+Official pages: 客户联系 change callbacks https://developer.work.weixin.qq.com/document/path/92130,
+agent messages https://developer.work.weixin.qq.com/document/path/90239 and events
+https://developer.work.weixin.qq.com/document/path/90240.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.wechat.inbound import clamp_key
+from bot.wechat.wecom_models import (
+    AddExternalContact,
+    AddHalfExternalContact,
+    AgentClick,
+    AgentText,
+    DelExternalContact,
+    DelFollowUser,
+    EditExternalContact,
+    ExternalChatCreate,
+    ExternalChatDismiss,
+    ExternalChatEvent,
+    ExternalChatUpdate,
+    ExternalContactEvent,
+    ExternalTagCreate,
+    ExternalTagDelete,
+    ExternalTagEvent,
+    ExternalTagShuffle,
+    ExternalTagUpdate,
+    TransferFail,
+    WeComEvent,
+    WeComUnknown,
+)
 from bot.wechat.xml import BadPayload, require_text, text_of
 
+__all__ = [
+    "AddExternalContact",
+    "AddHalfExternalContact",
+    "AgentClick",
+    "AgentText",
+    "DelExternalContact",
+    "DelFollowUser",
+    "EditExternalContact",
+    "ExternalChatCreate",
+    "ExternalChatDismiss",
+    "ExternalChatEvent",
+    "ExternalChatUpdate",
+    "ExternalContactEvent",
+    "ExternalTagCreate",
+    "ExternalTagDelete",
+    "ExternalTagEvent",
+    "ExternalTagShuffle",
+    "ExternalTagUpdate",
+    "TransferFail",
+    "WeComEvent",
+    "WeComUnknown",
+    "parse_wecom_event",
+    "wecom_dedupe_key",
+]
 
-@dataclass(frozen=True, slots=True)
-class WeComEvent:
-    """Fields every WeCom callback carries."""
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+class _Envelope(NamedTuple):
+    """The base fields, in :class:`WeComEvent` order, to unpack into any event class."""
 
     to_user: str
     from_user: str
@@ -26,234 +74,98 @@ class WeComEvent:
     msg_type: str
     event: str
     change_type: str
-    raw: Mapping[str, Any] = field(compare=False, repr=False)
+    raw: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class WeComUnknown(WeComEvent):
-    """A callback we do not model; routed like any event, never an error."""
-
-
-# --- change_external_contact ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalContactEvent(WeComEvent):
-    """A change to a staff–customer relation (Event ``change_external_contact``)."""
-
-    user_id: str
-    external_user_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AddExternalContact(ExternalContactEvent):
-    """添加企业客户事件: a staff member added a customer (doc 92130)."""
-
-    state: str
-    welcome_code: str
-
-
-@dataclass(frozen=True, slots=True)
-class AddHalfExternalContact(ExternalContactEvent):
-    """外部联系人免验证添加成员事件: the customer added staff without verification (doc 92130)."""
-
-    state: str
-    welcome_code: str
-
-
-@dataclass(frozen=True, slots=True)
-class EditExternalContact(ExternalContactEvent):
-    """编辑企业客户事件: remark, tags or description changed (doc 92130)."""
-
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class DelExternalContact(ExternalContactEvent):
-    """删除企业客户事件: staff removed the customer; Source e.g. DELETE_BY_TRANSFER (doc 92130)."""
-
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class DelFollowUser(ExternalContactEvent):
-    """删除跟进成员事件: the customer removed the staff member (doc 92130)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferFail(ExternalContactEvent):
-    """客户接替失败事件: FailReason customer_refused | customer_limit_exceed (doc 92130)."""
-
-    fail_reason: str
-
-
-# --- change_external_chat -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalChatEvent(WeComEvent):
-    """A change to a customer group (Event ``change_external_chat``)."""
-
-    chat_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalChatCreate(ExternalChatEvent):
-    """客户群创建事件 (doc 92130)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalChatUpdate(ExternalChatEvent):
-    """客户群变更事件: members joined/left, owner, name or notice changed (doc 92130)."""
-
-    update_detail: str
-    join_scene: int | None
-    quit_scene: int | None
-    mem_change_cnt: int | None
-    mem_change_list: tuple[str, ...]
-    last_mem_ver: str
-    cur_mem_ver: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalChatDismiss(ExternalChatEvent):
-    """客户群解散事件 (doc 92130)."""
-
-
-# --- change_external_tag --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalTagEvent(WeComEvent):
-    """A change to the corp tag library (Event ``change_external_tag``)."""
-
-    id: str
-    strategy_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalTagCreate(ExternalTagEvent):
-    """企业客户标签创建事件; TagType tag | tag_group (doc 92130)."""
-
-    tag_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalTagUpdate(ExternalTagEvent):
-    """企业客户标签变更事件 (doc 92130)."""
-
-    tag_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalTagDelete(ExternalTagEvent):
-    """企业客户标签删除事件 (doc 92130)."""
-
-    tag_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalTagShuffle(ExternalTagEvent):
-    """企业客户标签重排事件: Id is the tag group whose tags were reordered (doc 92130)."""
-
-
-# --- the self-built app (agent) -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AgentText(WeComEvent):
-    """A staff member's text to the app (doc 90239); ``from_user`` is the staff userid."""
-
-    content: str
-    msg_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentClick(WeComEvent):
-    """A menu click in the app (doc 90240); ``event_key`` is the menu key."""
-
-    event_key: str
-    agent_id: str
-
-
-# --- parsing --------------------------------------------------------------------------
+_Builder = Callable[[_Envelope, Mapping[str, Any]], WeComEvent]
 
 
 def _int_or_none(data: Mapping[str, Any], key: str) -> int | None:
+    """An integer element, ``None`` when absent or empty; BadPayload names the element."""
     text = text_of(data, key).strip()
     if not text:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise BadPayload(f"element <{key}> must be an integer") from None
+    # int() would also take "1_000", "+1" and non-ASCII digits; WeCom sends plain decimals.
+    if not _INTEGER.fullmatch(text):
+        raise BadPayload(f"element <{key}> must be an integer")
+    return int(text)
 
 
-def _items(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    # One <Item> parses as a scalar, two or more as a list.
-    container = data.get(key)
-    if not isinstance(container, Mapping):
-        return ()
-    items = container.get("Item")
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        items = [items]
-    return tuple(str(i) for i in items if isinstance(i, str) and i)
-
-
-def _base(data: Mapping[str, Any]) -> dict[str, Any]:
+def _envelope(data: Mapping[str, Any]) -> _Envelope:
     create_time = _int_or_none(data, "CreateTime")
     if create_time is None:
         raise BadPayload("missing required element <CreateTime>")
-    return {
-        "to_user": text_of(data, "ToUserName"),
-        "from_user": text_of(data, "FromUserName"),
-        "create_time": create_time,
-        "msg_type": text_of(data, "MsgType"),
-        "event": text_of(data, "Event"),
-        "change_type": text_of(data, "ChangeType"),
-        "raw": data,
-    }
+    return _Envelope(
+        to_user=text_of(data, "ToUserName"),
+        from_user=text_of(data, "FromUserName"),
+        create_time=create_time,
+        msg_type=text_of(data, "MsgType"),
+        event=text_of(data, "Event"),
+        change_type=text_of(data, "ChangeType"),
+        raw=data,
+    )
 
 
-def _contact(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        **_base(data),
-        "user_id": text_of(data, "UserID"),
-        "external_user_id": text_of(data, "ExternalUserID"),
-    }
+def _item_text(item: Any) -> str:
+    if item is None or isinstance(item, str):
+        return item or ""
+    if isinstance(item, Mapping) and isinstance(item.get("#text"), str):
+        return str(item["#text"])
+    raise BadPayload("element <MemChangeList> must hold <Item> texts")
 
 
-def _add(cls: type[AddExternalContact] | type[AddHalfExternalContact]) -> Callable[..., WeComEvent]:
-    def build(data: Mapping[str, Any]) -> WeComEvent:
-        return cls(
-            **_contact(data),
-            state=text_of(data, "State"),
-            welcome_code=text_of(data, "WelcomeCode"),
-        )
-
-    return build
-
-
-_CONTACT: dict[str, Callable[[Mapping[str, Any]], WeComEvent]] = {
-    "add_external_contact": _add(AddExternalContact),
-    "add_half_external_contact": _add(AddHalfExternalContact),
-    "edit_external_contact": lambda d: EditExternalContact(
-        **_contact(d), state=text_of(d, "State")
-    ),
-    "del_external_contact": lambda d: DelExternalContact(
-        **_contact(d), source=text_of(d, "Source")
-    ),
-    "del_follow_user": lambda d: DelFollowUser(**_contact(d)),
-    "transfer_fail": lambda d: TransferFail(**_contact(d), fail_reason=text_of(d, "FailReason")),
-}
+def _items(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """The texts of ``<key><Item>…</Item>…</key>``, in document order."""
+    container = data.get(key)
+    if not isinstance(container, Mapping):
+        return ()  # absent, or an empty element ("")
+    items = container.get("Item")
+    # xmltodict gives a scalar for one <Item> and a list for two or more.
+    listed = items if isinstance(items, list) else [items]
+    return tuple(text for text in map(_item_text, listed) if text)
 
 
-def _chat_update(data: Mapping[str, Any]) -> WeComEvent:
+# --- builders, one per (Event, ChangeType) ----------------------------------------------
+
+
+def _contact_ids(data: Mapping[str, Any]) -> tuple[str, str]:
+    return text_of(data, "UserID"), text_of(data, "ExternalUserID")
+
+
+def _add_contact(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    state, code = text_of(data, "State"), text_of(data, "WelcomeCode")
+    return AddExternalContact(*env, *_contact_ids(data), state=state, welcome_code=code)
+
+
+def _add_half_contact(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    state, code = text_of(data, "State"), text_of(data, "WelcomeCode")
+    return AddHalfExternalContact(*env, *_contact_ids(data), state=state, welcome_code=code)
+
+
+def _edit_contact(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return EditExternalContact(*env, *_contact_ids(data), state=text_of(data, "State"))
+
+
+def _del_contact(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return DelExternalContact(*env, *_contact_ids(data), source=text_of(data, "Source"))
+
+
+def _del_follow_user(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return DelFollowUser(*env, *_contact_ids(data))
+
+
+def _transfer_fail(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    reason = text_of(data, "FailReason")
+    return TransferFail(*env, *_contact_ids(data), fail_reason=reason)
+
+
+def _chat_create(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalChatCreate(*env, chat_id=text_of(data, "ChatId"))
+
+
+def _chat_update(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
     return ExternalChatUpdate(
-        **_base(data),
+        *env,
         chat_id=text_of(data, "ChatId"),
         update_detail=text_of(data, "UpdateDetail"),
         join_scene=_int_or_none(data, "JoinScene"),
@@ -265,56 +177,87 @@ def _chat_update(data: Mapping[str, Any]) -> WeComEvent:
     )
 
 
-_CHAT: dict[str, Callable[[Mapping[str, Any]], WeComEvent]] = {
-    "create": lambda d: ExternalChatCreate(**_base(d), chat_id=text_of(d, "ChatId")),
-    "update": _chat_update,
-    "dismiss": lambda d: ExternalChatDismiss(**_base(d), chat_id=text_of(d, "ChatId")),
+def _chat_dismiss(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalChatDismiss(*env, chat_id=text_of(data, "ChatId"))
+
+
+def _tag_ids(data: Mapping[str, Any]) -> tuple[str, str]:
+    return text_of(data, "Id"), text_of(data, "StrategyId")
+
+
+def _tag_create(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalTagCreate(*env, *_tag_ids(data), tag_type=text_of(data, "TagType"))
+
+
+def _tag_update(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalTagUpdate(*env, *_tag_ids(data), tag_type=text_of(data, "TagType"))
+
+
+def _tag_delete(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalTagDelete(*env, *_tag_ids(data), tag_type=text_of(data, "TagType"))
+
+
+def _tag_shuffle(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    return ExternalTagShuffle(*env, *_tag_ids(data))
+
+
+def _agent_click(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    key, agent_id = text_of(data, "EventKey"), text_of(data, "AgentID")
+    return AgentClick(*env, event_key=key, agent_id=agent_id)
+
+
+# Keys are lower case: WeCom documents lower-case names, but we match case-insensitively.
+_EVENT_BUILDERS: dict[tuple[str, str], _Builder] = {
+    ("change_external_contact", "add_external_contact"): _add_contact,
+    ("change_external_contact", "add_half_external_contact"): _add_half_contact,
+    ("change_external_contact", "edit_external_contact"): _edit_contact,
+    ("change_external_contact", "del_external_contact"): _del_contact,
+    ("change_external_contact", "del_follow_user"): _del_follow_user,
+    ("change_external_contact", "transfer_fail"): _transfer_fail,
+    ("change_external_chat", "create"): _chat_create,
+    ("change_external_chat", "update"): _chat_update,
+    ("change_external_chat", "dismiss"): _chat_dismiss,
+    ("change_external_tag", "create"): _tag_create,
+    ("change_external_tag", "update"): _tag_update,
+    ("change_external_tag", "delete"): _tag_delete,
+    ("change_external_tag", "shuffle"): _tag_shuffle,
+    ("click", ""): _agent_click,
 }
+_CUSTOMER_CONTACT_EVENTS = frozenset(event for event, _ in _EVENT_BUILDERS) - {"click"}
 
 
-def _tag(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_base(data), "id": text_of(data, "Id"), "strategy_id": text_of(data, "StrategyId")}
-
-
-_TAG: dict[str, Callable[[Mapping[str, Any]], WeComEvent]] = {
-    "create": lambda d: ExternalTagCreate(**_tag(d), tag_type=text_of(d, "TagType")),
-    "update": lambda d: ExternalTagUpdate(**_tag(d), tag_type=text_of(d, "TagType")),
-    "delete": lambda d: ExternalTagDelete(**_tag(d), tag_type=text_of(d, "TagType")),
-    "shuffle": lambda d: ExternalTagShuffle(**_tag(d)),
-}
-
-_FAMILIES = {
-    "change_external_contact": _CONTACT,
-    "change_external_chat": _CHAT,
-    "change_external_tag": _TAG,
-}
+def _agent_text(env: _Envelope, data: Mapping[str, Any]) -> WeComEvent:
+    content, msg_id = text_of(data, "Content"), text_of(data, "MsgId")
+    return AgentText(*env, content=content, msg_id=msg_id, agent_id=text_of(data, "AgentID"))
 
 
 def parse_wecom_event(data: Mapping[str, Any]) -> WeComEvent:
-    """Build the typed event for a decrypted WeCom callback (unknown kinds → WeComUnknown)."""
+    """Type a decrypted WeCom callback (``parse_xml`` output); unknown kinds → WeComUnknown."""
     msg_type = require_text(data, "MsgType").lower()
+    env = _envelope(data)
     if msg_type == "text":
-        return AgentText(
-            **_base(data),
-            content=text_of(data, "Content"),
-            msg_id=text_of(data, "MsgId"),
-            agent_id=text_of(data, "AgentID"),
-        )
+        return _agent_text(env, data)
     if msg_type != "event":
-        return WeComUnknown(**_base(data))
+        return WeComUnknown(*env)
     event = require_text(data, "Event").lower()
-    if event == "click":
-        return AgentClick(
-            **_base(data), event_key=text_of(data, "EventKey"), agent_id=text_of(data, "AgentID")
-        )
-    builder = _FAMILIES.get(event, {}).get(text_of(data, "ChangeType").lower())
-    return builder(data) if builder else WeComUnknown(**_base(data))
+    # Only 客户联系 events have a ChangeType; agent events (click) dispatch on Event alone.
+    change = text_of(data, "ChangeType").lower() if event in _CUSTOMER_CONTACT_EVENTS else ""
+    builder = _EVENT_BUILDERS.get((event, change))
+    return builder(env, data) if builder else WeComUnknown(*env)
 
 
-# Tag events carry no user ids, and two customers joining one group can share a second:
-# the key therefore includes Id, TagType, UpdateDetail and CurMemVer (the group's member
-# version changes with every join), so distinct events never collapse into one.
-_KEY_FIELDS = (
+# --- dedupe ---------------------------------------------------------------------------
+
+# WeCom retries an unanswered callback (5 s, three times) with the same body
+# (https://developer.work.weixin.qq.com/document/path/90238), so the key comes from the body.
+# 客户联系 events (https://developer.work.weixin.qq.com/document/path/92130) have no MsgId and
+# the obvious fields are not enough:
+# - tag events (change_external_tag) carry no UserID, ExternalUserID or ChatId: two tags
+#   created in one second differ only by Id, and TagType tells a tag from a tag group;
+# - group updates share ChatId, ChangeType and CreateTime when two customers join in the same
+#   second: UpdateDetail tells a join from a rename, and CurMemVer (the member version, new
+#   after every membership change) tells the two joins apart.
+_EVENT_KEY_FIELDS = (
     "Event",
     "ChangeType",
     "UserID",
@@ -325,14 +268,24 @@ _KEY_FIELDS = (
     "UpdateDetail",
     "CurMemVer",
     "CreateTime",
-    "FromUserName",
-    "EventKey",
 )
+# Agent events (menu click and the like) come from a staff member, not ``sys``: two staff
+# clicking in one second differ by FromUserName, two menus by EventKey.
+_AGENT_KEY_FIELDS = ("FromUserName", "EventKey")
+
+
+def _key_part(value: str) -> str:
+    """Escape the separator so no two field lists join to the same key."""
+    return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def wecom_dedupe_key(corp_id: str, data: Mapping[str, Any]) -> str:
-    """The key WeCom's retries of one callback share."""
+    """The key every retry of one WeCom callback shares (at most 200 characters)."""
     msg_id = text_of(data, "MsgId")
-    if text_of(data, "MsgType").lower() != "event" and msg_id:
-        return f"wecom:{corp_id}:msg:{msg_id}"
-    return clamp_key(f"wecom:{corp_id}:evt:" + "|".join(text_of(data, f) for f in _KEY_FIELDS))
+    if msg_id and text_of(data, "MsgType").lower() != "event":
+        return clamp_key(f"wecom:{corp_id}:msg:{msg_id}")
+    fields: tuple[str, ...] = _EVENT_KEY_FIELDS
+    if text_of(data, "Event").lower() not in _CUSTOMER_CONTACT_EVENTS:
+        fields += _AGENT_KEY_FIELDS
+    parts = [corp_id, *(text_of(data, name) for name in fields)]
+    return clamp_key("wecom:" + "|".join(map(_key_part, parts)))
