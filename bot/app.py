@@ -131,6 +131,10 @@ def _routes(app: web.Application, settings: Settings) -> None:
         from bot.devtools.time_travel import setup_time_travel
 
         setup_time_travel(app)
+    if settings.dev.fake_platform:
+        from bot.devtools.fakeplatform import FakePlatform, mount_fake_platform
+
+        mount_fake_platform(app, FakePlatform.from_settings(settings))
 
 
 @web.middleware
