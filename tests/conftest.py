@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from tortoise import Tortoise, connections
 
-from bot.app import Overrides, create_app
+from bot.app import Overrides, build_services, create_app
 from bot.clock import BusinessClock
 from bot.config import Settings, settings_from_dict
+from bot.context import Services
+from bot.devtools.fakeplatform import FakePlatform, create_fake_app
 from storage import db
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.keys import KeyBuilder
@@ -60,17 +63,24 @@ def read_payload(name: str) -> str:
 
 def base_config(db_url: str = "sqlite://:memory:", redis_url: str = "") -> dict[str, Any]:
     """Raw settings: three OA accounts (safe, compatible, plaintext) and the WeCom corp."""
-    oa = {"appid": OA_APPID, "token": OA_TOKEN, "encoding_aes_key": OA_AES_KEY}
+    oa = {
+        "appid": OA_APPID,
+        "secret": "brand-secret",
+        "token": OA_TOKEN,
+        "encoding_aes_key": OA_AES_KEY,
+    }
     return {
         "accounts": {
             "brand": {**oa, "mode": "safe", "type": "service", "verified": True},
-            "compat": {**oa, "mode": "compatible"},
-            "plain": {"appid": OA_APPID, "token": OA_TOKEN, "mode": "plaintext"},
+            "compat": {**oa, "appid": "wxcompat00000001", "mode": "compatible"},
+            "plain": {"appid": "wxplain000000001", "token": OA_TOKEN, "mode": "plaintext"},
         },
         "wecom": {
             "name": "corp",
             "corp_id": WECOM_CORP_ID,
             "agent_id": 218,
+            "agent_secret": "agent-secret",
+            "contact_secret": "contact-secret",
             "token": WECOM_TOKEN,
             "encoding_aes_key": WECOM_AES_KEY,
         },
@@ -228,3 +238,56 @@ def make_client(
 async def client(make_client: AppMaker) -> TestClient[Any, Any]:
     """A client for the standard test app."""
     return await make_client()
+
+
+# --- the fake platform and API clients --------------------------------------------------
+
+
+@pytest.fixture
+async def fake(aiohttp_server: Any, wall: FakeWall, database: str) -> FakeServer:
+    """The fake WeChat platform on its own test server, on the pinned wall clock."""
+    platform = FakePlatform.from_settings(make_settings(base_config(database)), clock=wall.time)
+    server = await aiohttp_server(create_fake_app(platform))
+    return FakeServer(platform, str(server.make_url("")).rstrip("/"))
+
+
+@dataclass
+class FakeServer:
+    """The fake platform and its base URL."""
+
+    platform: FakePlatform
+    url: str
+
+    def api(self) -> dict[str, str]:
+        """An [api] settings section pointing at this fake."""
+        return {
+            "oa_base_url": f"{self.url}/oa",
+            "wecom_base_url": f"{self.url}/wecom",
+            "mp_base_url": f"{self.url}/mp",
+        }
+
+
+@pytest.fixture
+def fake_settings(database: str, fake: FakeServer) -> Settings:
+    """Test settings whose API base URLs point at the fake platform."""
+    return make_settings(base_config(database), api=fake.api())
+
+
+@pytest.fixture
+async def services(
+    fake_settings: Settings, wall: FakeWall, cache: Cache, keys: KeyBuilder
+) -> AsyncIterator[Services]:
+    """Services with started API clients against the fake platform."""
+    made = build_services(
+        fake_settings,
+        Overrides(
+            wall=wall,
+            clock=BusinessClock(fake_settings.tz, allow_offset=True, source=wall.time),
+            cache=cache,
+            keys=keys,
+            api_sleep=_no_sleep,
+        ),
+    )
+    await made.clients.start()
+    yield made
+    await made.clients.close()

@@ -33,7 +33,7 @@ async def test_official_vector_decrypts_and_gets_an_encrypted_reply(
     settings = make_settings(base_config(database))
     client = await make_client(settings)
     resp = await client.post(
-        "/wechat/compat",
+        "/wechat/brand",
         params=_with_plain_signature(VECTOR_QUERY),
         data=read_payload("oa_encrypted_official_sample.xml"),
     )
@@ -41,14 +41,14 @@ async def test_official_vector_decrypts_and_gets_an_encrypted_reply(
     body = await resp.text()
     assert "<Encrypt>" in body
     assert "<MsgSignature>" in body
-    fields = reply_fields(oa_crypto(settings, "compat"), body)
+    fields = reply_fields(oa_crypto(settings, "brand"), body)
     assert fields["ToUserName"] == "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
     assert fields["FromUserName"] == "gh_10f6c3c3ac5a"
     assert "abcdteT" in fields["Content"]  # the fallback quotes what it did not understand
     await client.app[RECORDER].flush()
     rows = await InboundEvent.all()
     assert [(r.dedupe_key, r.kind, r.outcome) for r in rows] == [
-        ("oa:compat:msg:6054768590064713728", "text", "fallback")
+        ("oa:brand:msg:6054768590064713728", "text", "fallback")
     ]
 
 
@@ -59,7 +59,7 @@ async def test_official_vector_rejects_a_tampered_msg_signature(
     client = await make_client()
     query = _with_plain_signature({**VECTOR_QUERY, "msg_signature": "0" * 40})
     resp = await client.post(
-        "/wechat/compat", params=query, data=read_payload("oa_encrypted_official_sample.xml")
+        "/wechat/brand", params=query, data=read_payload("oa_encrypted_official_sample.xml")
     )
     assert resp.status == 403
     assert await InboundEvent.all().count() == 0

@@ -58,6 +58,7 @@ class Simulator:
         session: aiohttp.ClientSession,
         out: Print = print,
         late_wait: float = 10.0,
+        settle: float = 0.3,
     ) -> None:
         self.settings = settings
         self.server = server.rstrip("/")
@@ -65,6 +66,7 @@ class Simulator:
         self.session = session
         self.out = out
         self.late_wait = late_wait
+        self.settle = settle
         self._seen = 0
 
     # --- the loop ---------------------------------------------------------------
@@ -97,7 +99,9 @@ class Simulator:
         reply = await self._post(body)
         await self._interaction(kind)
         self._show_reply(reply)
-        await self._show_deliveries(wait=self.late_wait if reply == "success" and kind else 0.5)
+        # A text answered with bare `success` was late: its reply arrives by API shortly.
+        late = reply == "success" and kind == "message"
+        await self._show_deliveries(wait=self.late_wait if late else self.settle)
 
     # --- building callbacks -----------------------------------------------------
 
