@@ -13,7 +13,7 @@ from bot.filters import Keyword
 from bot.replies import Reply, TextReply
 from bot.routing import Router
 from storage.models import InboundEvent
-from tests.conftest import AppMaker, base_config, make_settings
+from tests.conftest import TEST_REDIS, AppMaker, base_config, make_settings
 from tests.fakes import FakeWall, ManualBudget, RecordingLateHook
 from tests.helpers import oa_crypto, oa_text, post_oa, post_wecom, reply_fields
 
@@ -181,3 +181,31 @@ async def test_distinct_wecom_events_in_the_same_second_are_all_processed(
         "wecom:change_external_tag:create",
         "wecom:change_external_tag:create",
     ]
+
+
+async def test_two_app_instances_sharing_the_cache_run_a_handler_once(
+    make_client: AppMaker, wall: FakeWall, database: str, cache: Any
+) -> None:
+    from storage.cache import RedisCache
+
+    counting = CountingRouter()
+    counting.release.clear()
+    settings = make_settings(base_config(database))
+    # two processes: each its own cache client, one shared store (Redis on that pass)
+    second_cache = RedisCache(TEST_REDIS) if TEST_REDIS else cache
+    one = await make_client(settings, routers=(counting.router,))
+    two = await make_client(settings, routers=(counting.router,), cache=second_cache)
+    message = oa_text("签到", msg_id=4343)
+    posts = [
+        asyncio.create_task(post_oa(c, settings, message, timestamp=int(wall.now), nonce=f"x{i}"))
+        for i, c in enumerate((one, two, one, two))
+    ]
+    while counting.runs == 0:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.02)
+    counting.release.set()
+    replies = {reply_fields(oa_crypto(settings), await (await p).text())["Content"] for p in posts}
+    assert counting.runs == 1
+    assert replies == {"run 1"}
+    if isinstance(second_cache, RedisCache):
+        await second_cache.close()
