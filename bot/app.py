@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,7 +53,6 @@ class Overrides:
     manage_db: bool = True
     run_sender: bool | None = None
     api_sleep: Sleep | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
@@ -101,7 +100,6 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         renderer=Renderer(),
         clients=clients,
         resolve_member=ov.resolve_member or no_member,
-        extras=ov.extras,
     )
 
 

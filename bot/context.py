@@ -61,7 +61,6 @@ class Services:
     renderer: Renderer
     clients: Clients
     resolve_member: MemberResolver = no_member
-    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,3 +105,21 @@ async def _seed(db_url: str) -> int:
         return int(row.id)
     finally:
         await db.close_db()
+
+
+async def test_recorder_keeps_rows_while_the_database_is_down_within_bounds() -> None:
+    from storage.repos.inbound import InboundRecord, InboundRecorder
+
+    recorder = InboundRecorder(max_buffer=3)  # no database is connected in this test
+    for i in range(5):
+        recorder.add(
+            InboundRecord(
+                f"k{i}", "oa", "a", "text", "o", None, "replied", 0, "<xml/>", datetime.now(UTC)
+            )
+        )
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the ORM raises when down
+        await recorder.flush()
+    assert recorder.dropped == 2
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        await recorder.flush()
+    assert recorder.dropped == 2  # still three kept for the next attempt

@@ -46,9 +46,13 @@ class InboundRecorder:
     cost a round trip per callback.
     """
 
-    def __init__(self, flush_interval: float = 0.05, max_batch: int = 500) -> None:
+    def __init__(
+        self, flush_interval: float = 0.05, max_batch: int = 500, max_buffer: int = 100_000
+    ) -> None:
         self.flush_interval = flush_interval
         self.max_batch = max_batch
+        self.max_buffer = max_buffer
+        self.dropped = 0
         self._buffer: list[InboundRecord] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +96,12 @@ class InboundRecorder:
         try:
             await InboundEvent.bulk_create(rows, batch_size=self.max_batch, ignore_conflicts=True)
         except Exception:
-            self._buffer[:0] = batch  # keep them for the next attempt
+            self._buffer[:0] = batch  # keep them for the next attempt …
+            overflow = len(self._buffer) - self.max_buffer
+            if overflow > 0:  # … within bounds while the database stays down
+                del self._buffer[:overflow]
+                self.dropped += overflow
+                log.error("inbound history dropped", extra={"count": overflow})
             raise
         return len(rows)
 
