@@ -150,3 +150,19 @@ async def test_previous_aes_key_still_decrypts_during_rotation(
     # The reply is encrypted with the new (current) key.
     fields = reply_fields(oa_crypto(settings), await resp.text())
     assert "可用指令" in fields["Content"]
+
+
+async def test_compatible_mode_accepts_plaintext_and_encrypted_callbacks(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    from bot.devtools.signer import sign_oa
+
+    settings = make_settings(base_config(database))
+    client = await make_client(settings)
+    account = settings.accounts["compat"]
+    encrypted = sign_oa(account, oa_text("帮助"), int(wall.now))
+    resp = await client.post("/wechat/compat", params=encrypted.query, data=encrypted.body)
+    assert "可用指令" in reply_fields(oa_crypto(settings, "compat"), await resp.text())["Content"]
+    plain = sign_oa(account, oa_text("help"), int(wall.now), encrypt=False)
+    resp = await client.post("/wechat/compat", params=plain.query, data=plain.body)
+    assert "可用指令" in reply_fields(None, await resp.text())["Content"]
