@@ -1,0 +1,291 @@
+"""A lean HTTP/1.1 load generator for encrypted Official Account text callbacks.
+
+Every request is signed and AES-encrypted before timing starts (``bot.devtools.signer``,
+exactly as WeChat does), each with its own MsgId, nonce and openid (so neither dedupe
+nor the per-member rate limit ever short-cuts the work) and a timestamp of "now".
+``--connections`` keep-alive connections on raw asyncio streams send them back to back:
+the request bytes are pre-built and a response is read as a status line and headers up
+to CRLFCRLF, then Content-Length bytes, so the client costs far less than the server.
+
+A warm-up of ``--warmup`` requests runs first, then ``--seconds`` of measurement. Every
+response must be 200; every ``--sample-every``-th reply is decrypted (after timing) and
+must contain ``--expect``. Prints req/s, p50, p99 and errors (``--json``: one JSON line).
+
+Run: ``.venv/bin/python bench/loadgen.py --port 8080 --config config.example.toml``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bot.config import OfficialAccountSettings, load_settings
+from bot.devtools.signer import open_reply, sign_oa
+from bot.wechat.crypto import MessageCrypto
+
+REQUEST_TIMEOUT = 10.0
+MAX_ERRORS_SHOWN = 10
+
+_TEXT_XML = (
+    "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
+    "<FromUserName><![CDATA[{openid}]]></FromUserName>"
+    "<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+    "<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+)
+
+
+# --- building requests (before timing) ------------------------------------------------
+
+
+def build_requests(
+    account: OfficialAccountSettings, target: str, path: str, content: str, count: int
+) -> list[bytes]:
+    """``count`` distinct, signed and encrypted POST requests with a timestamp of now."""
+    ts = int(time.time())
+    run = time.time_ns() // 1000  # unique per run: MsgIds and openids never repeat
+    requests = []
+    for i in range(count):
+        openid = f"oBench{run:x}{i:07d}"
+        xml = _TEXT_XML.format(openid=openid, ts=ts, content=content, msg_id=run * 10**7 + i)
+        signed = sign_oa(account, xml, ts, nonce=f"{run % 10**6}{i:07d}", encrypt=True)
+        body = signed.body.encode()
+        head = (
+            f"POST {path}?{_query(signed.query)} HTTP/1.1\r\nHost: {target}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
+
+
+def _query(params: dict[str, str]) -> str:
+    # Every value is hex, digits or "aes": nothing to escape (and urlencode is slow).
+    return "&".join(f"{k}={v}" for k, v in params.items())
+
+
+# --- the client -----------------------------------------------------------------------
+
+
+class HttpError(Exception):
+    """A response we could not read or did not expect."""
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self.streams = await asyncio.open_connection(self.host, self.port)
+        return self.streams
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+        self.streams = None
+
+    async def roundtrip(self, data: bytes) -> tuple[int, bytes]:
+        """Send one pre-built request; return (status, body)."""
+        reader, writer = self.streams or await self.open()
+        writer.write(data)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status, length, close = _parse_head(head)
+        body = await reader.readexactly(length)
+        if close:
+            self.close()
+        return status, body
+
+
+def _parse_head(head: bytes) -> tuple[int, int, bool]:
+    try:
+        status = int(head[9:12])
+    except ValueError:
+        raise HttpError(f"bad status line {head[:40]!r}") from None
+    lower = head.lower()
+    start = lower.find(b"\r\ncontent-length:")
+    if start < 0:
+        raise HttpError("response has no Content-Length")
+    end = lower.index(b"\r\n", start + 2)
+    length = int(lower[start + 17 : end])
+    return status, length, b"\r\nconnection: close" in lower
+
+
+# --- running --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Shared state of one load run."""
+
+    requests: list[bytes]
+    sample_every: int
+    next_index: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    samples: dict[int, bytes] = field(default_factory=dict)
+    completed: int = 0
+
+    def take(self, limit: int) -> int | None:
+        """The next request index below ``limit``, or None."""
+        if self.next_index >= limit:
+            return None
+        self.next_index += 1
+        return self.next_index - 1
+
+
+async def _one(conn: Connection, run: Run, index: int, record: bool) -> None:
+    start = time.perf_counter_ns()
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            status, body = await conn.roundtrip(run.requests[index])
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, HttpError) as exc:
+        conn.close()
+        run.errors.append(f"request {index}: {type(exc).__name__}: {exc}")
+        return
+    elapsed = time.perf_counter_ns() - start
+    if status != 200:
+        run.errors.append(f"request {index}: HTTP {status}: {body[:120]!r}")
+    if record:
+        run.latencies_ns.append(elapsed)
+        run.completed += 1
+    if index % run.sample_every == 0:
+        run.samples[index] = body
+
+
+async def _worker(conn: Connection, run: Run, limit: int, deadline: float, record: bool) -> None:
+    while time.perf_counter() < deadline:
+        index = run.take(limit)
+        if index is None:
+            return
+        await _one(conn, run, index, record)
+
+
+async def drive(
+    host: str, port: int, run: Run, connections: int, warmup: int, seconds: float
+) -> float:
+    """Warm up, then measure for ``seconds``; return the measured wall time."""
+    conns = [Connection(host, port) for _ in range(connections)]
+    await asyncio.gather(*(c.open() for c in conns))
+    try:
+        far = time.perf_counter() + REQUEST_TIMEOUT * 6
+        await asyncio.gather(*(_worker(c, run, warmup, far, False) for c in conns))
+        gc.collect()
+        started = time.perf_counter()
+        deadline = started + seconds
+        total = len(run.requests)
+        await asyncio.gather(*(_worker(c, run, total, deadline, True) for c in conns))
+        return time.perf_counter() - started
+    finally:
+        for c in conns:
+            c.close()
+
+
+# --- checking and reporting -----------------------------------------------------------
+
+
+def check_samples(run: Run, crypto: MessageCrypto, expect: str) -> int:
+    """Decrypt the sampled replies; record an error for each that lacks ``expect``."""
+    for index, body in sorted(run.samples.items()):
+        try:
+            plain = open_reply(crypto, body.decode())
+        except Exception as exc:  # any failure to open the reply is a benchmark error
+            run.errors.append(f"sample {index}: cannot open reply: {exc}: {body[:120]!r}")
+            continue
+        if expect not in plain:
+            run.errors.append(f"sample {index}: reply lacks {expect!r}: {plain[:200]!r}")
+    return len(run.samples)
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile of nanosecond values, in milliseconds."""
+    if not sorted_values:
+        return float("nan")
+    rank = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
+    return sorted_values[rank] / 1e6
+
+
+def summary(run: Run, elapsed: float, checked: int, exhausted: bool) -> dict[str, object]:
+    """The figures of one run."""
+    lat = sorted(run.latencies_ns)
+    return {
+        "requests": run.completed,
+        "seconds": round(elapsed, 3),
+        "rps": round(run.completed / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(percentile(lat, 0.50), 2),
+        "p99_ms": round(percentile(lat, 0.99), 2),
+        "max_ms": round(lat[-1] / 1e6, 2) if lat else float("nan"),
+        "errors": len(run.errors),
+        "error_samples": run.errors[:MAX_ERRORS_SHOWN],
+        "checked_replies": checked,
+        "exhausted": exhausted,
+    }
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config", default="config.example.toml")
+    parser.add_argument("--account", default="demo")
+    parser.add_argument("--content", default="帮助", help="the text message sent")
+    parser.add_argument("--expect", default="可用指令", help="sampled replies must contain it")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--sample-every", type=int, default=100)
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=5000,
+        help="requests pre-built per measured second (the run stops early if exhausted)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build, drive, check and print."""
+    args = _parse_args(argv)
+    account = load_settings(args.config).accounts[args.account]
+    count = args.warmup + int(args.max_rate * args.seconds)
+    built = time.perf_counter()
+    requests = build_requests(
+        account, f"{args.host}:{args.port}", f"/wechat/{args.account}", args.content, count
+    )
+    print(f"built {count} requests in {time.perf_counter() - built:.1f}s", file=sys.stderr)
+    gc.collect()
+    gc.freeze()
+    run = Run(requests, args.sample_every)
+    elapsed = asyncio.run(
+        drive(args.host, args.port, run, args.connections, args.warmup, args.seconds)
+    )
+    crypto = MessageCrypto(account.token, account.encoding_aes_key, account.appid)
+    checked = check_samples(run, crypto, args.expect)
+    result = summary(run, elapsed, checked, run.next_index >= count)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_human(result)
+    return 0
+
+
+def _print_human(result: dict[str, object]) -> None:
+    print(
+        f"{result['rps']} req/s  p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
+        f"errors {result['errors']}  ({result['requests']} requests in {result['seconds']} s, "
+        f"{result['checked_replies']} replies checked)"
+    )
+    for line in result["error_samples"]:  # type: ignore[attr-defined]
+        print(f"  error: {line}")
+    if result["exhausted"]:
+        print("  warning: ran out of pre-built requests; raise --max-rate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
