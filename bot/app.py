@@ -130,7 +130,7 @@ def _routes(app: web.Application, settings: Settings) -> None:
 
         setup_time_travel(app)
     if settings.dev.fake_platform:
-        from bot.devtools.fakeplatform import FakePlatform, mount_fake_platform
+        from bot.devtools.fake import FakePlatform, mount_fake_platform
 
         mount_fake_platform(app, FakePlatform.from_settings(settings))
 

@@ -24,7 +24,7 @@ from bot.app import Overrides, build_services, create_app
 from bot.clock import BusinessClock
 from bot.config import Settings, settings_from_dict
 from bot.context import Services
-from bot.devtools.fakeplatform import FakePlatform, create_fake_app
+from bot.devtools.fake import FakePlatform, create_fake_app
 from storage import db
 from storage.cache import Cache, MemoryCache, RedisCache
 from storage.keys import KeyBuilder

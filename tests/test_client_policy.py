@@ -9,16 +9,15 @@ import pytest
 from bot.app import Overrides, build_services
 from bot.clients.errors import BadSecret, OutcomeUnknown, QuotaExhausted
 from bot.context import Services
-from bot.devtools.fakeplatform.control import fail, interaction
 from tests.conftest import OA_APPID, WECOM_CORP_ID, FakeServer, base_config, make_settings
 
 
 def _calls(fake: FakeServer, api: str) -> int:
-    return sum(1 for c in fake.platform.calls if c.api == api)
+    return len(fake.platform.calls(api=api))
 
 
-def _tokens(fake: FakeServer, platform: str, app: str, kind: str) -> int:
-    return fake.platform.token_issues.get((platform, app, kind), 0)
+def _tokens(fake: FakeServer, platform: str, app: str, secret: str | None = None) -> int:
+    return fake.platform.token_count(platform, app, secret)
 
 
 async def test_oa_token_errors_refresh_once_then_retry(
@@ -26,25 +25,21 @@ async def test_oa_token_errors_refresh_once_then_retry(
 ) -> None:
     api = services.clients.oa("brand")
     await api.user.info("oUser1")
-    fail(fake.platform, {"platform": "oa", "api": "cgi-bin/user/info", "errcode": 42001})
+    fake.platform.fail(platform="oa", api="cgi-bin/user/info", errcode=42001)
     info = await api.user.info("oUser1")
     assert info["openid"] == "oUser1"
-    assert _tokens(fake, "oa", OA_APPID, "brand-secret") == 2
-    fail(
-        fake.platform, {"platform": "oa", "api": "cgi-bin/user/info", "errcode": 40001, "times": 2}
-    )
+    assert _tokens(fake, "oa", OA_APPID) == 2
+    fake.platform.fail(platform="oa", api="cgi-bin/user/info", errcode=40001, times=2)
     with pytest.raises(Exception, match="40001"):
         await api.user.info("oUser1")  # refreshed once, rejected again: no loop
-    assert _tokens(fake, "oa", OA_APPID, "brand-secret") == 3
+    assert _tokens(fake, "oa", OA_APPID) == 3
 
 
 async def test_oa_daily_quota_pauses_the_api_until_business_midnight(
     services: Services, fake: FakeServer
 ) -> None:
     api = services.clients.oa("brand")
-    fail(
-        fake.platform, {"platform": "oa", "api": "cgi-bin/message/template/send", "errcode": 45009}
-    )
+    fake.platform.fail(platform="oa", api="cgi-bin/message/template/send", errcode=45009)
     with pytest.raises(QuotaExhausted):
         await api.message.send_template("oUser1", "TPL", {})
     before = _calls(fake, "cgi-bin/message/template/send")
@@ -59,18 +54,20 @@ async def test_oa_daily_quota_pauses_the_api_until_business_midnight(
 
 
 async def test_oa_minute_quota_backs_off_and_retries(services: Services, fake: FakeServer) -> None:
-    interaction(fake.platform, {"appid": OA_APPID, "openid": "oUser1", "kind": "message"})
-    fail(
-        fake.platform,
-        {"platform": "oa", "api": "cgi-bin/message/custom/send", "errcode": 45011, "times": 2},
+    fake.platform.interaction(appid=OA_APPID, openid="oUser1", kind="message")
+    fake.platform.fail(
+        platform="oa",
+        api="cgi-bin/message/custom/send",
+        errcode=45011,
+        times=2,
     )
     await services.clients.oa("brand").message.send_text("oUser1", "hi")
     assert _calls(fake, "cgi-bin/message/custom/send") == 3
-    assert [d.text for d in fake.platform.delivered_to("oUser1")] == ["hi"]
+    assert [d.text for d in fake.platform.messages(openid="oUser1")] == ["hi"]
 
 
 async def test_oa_backoff_gives_up_after_the_retries(services: Services, fake: FakeServer) -> None:
-    fail(fake.platform, {"platform": "oa", "api": "cgi-bin/user/info", "errcode": -1, "times": 10})
+    fake.platform.fail(platform="oa", api="cgi-bin/user/info", errcode=-1, times=10)
     with pytest.raises(Exception, match="-1"):
         await services.clients.oa("brand").user.info("oUser1")
     assert _calls(fake, "cgi-bin/user/info") == 4  # the first try and three retries
@@ -80,12 +77,14 @@ async def test_oa_backoff_gives_up_after_the_retries(services: Services, fake: F
 async def test_wecom_rate_codes_back_off_and_retry(
     services: Services, fake: FakeServer, errcode: int
 ) -> None:
-    fail(
-        fake.platform,
-        {"platform": "wecom", "api": "cgi-bin/externalcontact/get", "errcode": errcode, "times": 2},
+    fake.platform.fail(
+        platform="wecom",
+        api="cgi-bin/externalcontact/get",
+        errcode=errcode,
+        times=2,
     )
-    contact = await services.clients.wecom().external_contact.get("wmCustomer1")
-    assert contact["external_contact"]["name"] == "王女士"
+    contact = await services.clients.wecom().external_contact.get("wmCust1")
+    assert contact["external_contact"]["name"] == "王小明"
     assert _calls(fake, "cgi-bin/externalcontact/get") == 3
 
 
@@ -94,13 +93,13 @@ async def test_wecom_token_expiry_refreshes_per_secret(
 ) -> None:
     wecom = services.clients.wecom()
     await wecom.message.send_text("zhangsan", "a")
-    await wecom.external_contact.get("wmCustomer1")
-    assert _tokens(fake, "wecom", WECOM_CORP_ID, "agent") == 1
-    assert _tokens(fake, "wecom", WECOM_CORP_ID, "contact") == 1
+    await wecom.external_contact.get("wmCust1")
+    assert _tokens(fake, "wecom", WECOM_CORP_ID, "agent-secret") == 1
+    assert _tokens(fake, "wecom", WECOM_CORP_ID, "contact-secret") == 1
     fake.platform.expire_tokens()
-    await wecom.external_contact.get("wmCustomer1")
-    assert _tokens(fake, "wecom", WECOM_CORP_ID, "contact") == 2
-    assert _tokens(fake, "wecom", WECOM_CORP_ID, "agent") == 1
+    await wecom.external_contact.get("wmCust1")
+    assert _tokens(fake, "wecom", WECOM_CORP_ID, "contact-secret") == 2
+    assert _tokens(fake, "wecom", WECOM_CORP_ID, "agent-secret") == 1
 
 
 async def test_wecom_bad_secret_is_not_retried_and_alerts(
@@ -113,7 +112,7 @@ async def test_wecom_bad_secret_is_not_retried_and_alerts(
     await services.clients.start()
     try:
         with caplog.at_level(logging.ERROR), pytest.raises(BadSecret):
-            await services.clients.wecom().external_contact.get("wmCustomer1")
+            await services.clients.wecom().external_contact.get("wmCust1")
     finally:
         await services.clients.close()
     assert _calls(fake, "cgi-bin/gettoken") == 1
@@ -133,17 +132,17 @@ async def test_unknown_outcomes_are_retried_only_when_idempotent(
     try:
         api = services.clients.oa("brand")
         await api.user.info("oUser1")  # token first
-        interaction(fake.platform, {"appid": OA_APPID, "openid": "oUser1", "kind": "message"})
-        fail(
-            fake.platform,
-            {"platform": "oa", "api": "cgi-bin/message/custom/send", "delay": 0.2, "times": 1},
+        fake.platform.interaction(appid=OA_APPID, openid="oUser1", kind="message")
+        fake.platform.fail(
+            platform="oa",
+            api="cgi-bin/message/custom/send",
+            delay=0.2,
+            times=1,
         )
         with pytest.raises(OutcomeUnknown):
             await api.message.send_text("oUser1", "maybe")
         assert _calls(fake, "cgi-bin/message/custom/send") == 1  # not idempotent: no retry
-        fail(
-            fake.platform, {"platform": "oa", "api": "cgi-bin/user/info", "delay": 0.2, "times": 1}
-        )
+        fake.platform.fail(platform="oa", api="cgi-bin/user/info", delay=0.2, times=1)
         assert (await api.user.info("oUser1"))["openid"] == "oUser1"
         assert _calls(fake, "cgi-bin/user/info") == 3  # first call, the slow one, its retry
     finally:

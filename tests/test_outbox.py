@@ -10,7 +10,6 @@ from wechatpy.messages import TextMessage
 
 from bot.appkeys import SENDER
 from bot.context import Ctx, Services
-from bot.devtools.fakeplatform.control import fail, interaction
 from bot.outbox.sender import LEASE, Sender
 from bot.replies import Reply, TextReply
 from bot.routing import Router
@@ -51,7 +50,7 @@ async def test_late_oa_reply_goes_out_as_a_customer_service_message(
 ) -> None:
     release = asyncio.Event()
     client = await make_client(fake_settings, routers=(_slow_router(release),), late_hook=None)
-    interaction(fake.platform, {"appid": OA_APPID, "openid": "oMember1", "kind": "message"})
+    fake.platform.interaction(appid=OA_APPID, openid="oMember1", kind="message")
     post = asyncio.create_task(
         post_oa(client, fake_settings, oa_text("慢", msg_id=31), timestamp=int(wall.now))
     )
@@ -64,7 +63,7 @@ async def test_late_oa_reply_goes_out_as_a_customer_service_message(
     await client.app[SENDER].drain()
     await row.refresh_from_db()
     assert row.status == "sent"
-    assert [d.text for d in fake.platform.delivered_to("oMember1")] == ["late answer to 慢"]
+    assert [d.text for d in fake.platform.messages(openid="oMember1")] == ["late answer to 慢"]
 
 
 async def test_late_wecom_reply_goes_out_as_an_agent_message(
@@ -88,7 +87,7 @@ async def test_late_wecom_reply_goes_out_as_an_agent_message(
     await client.app[SENDER].drain()
     await row.refresh_from_db()
     assert (row.channel, row.status) == ("wecom_agent", "sent")
-    assert fake.platform.delivered_to("zhangsan")[-1].text == "late answer to this is a test"
+    assert fake.platform.messages(userid="zhangsan")[-1].text == "late answer to this is a test"
 
 
 async def _enqueue(services: Services, key: str, openid: str = "oUser1") -> OutboxMessage:
@@ -104,12 +103,12 @@ async def test_enqueue_is_idempotent(services: Services) -> None:
 
 
 async def test_outcomes_sent_failed_quota_unknown(services: Services, fake: FakeServer) -> None:
-    interaction(fake.platform, {"appid": OA_APPID, "openid": "oUser1", "kind": "message"})
+    fake.platform.interaction(appid=OA_APPID, openid="oUser1", kind="message")
     sender = Sender(services.clients, services.clock)
     ok = await _enqueue(services, "ok")
     closed = await _enqueue(services, "closed", openid="oUser2")  # no window: 45015
     await sender.drain()
-    fail(fake.platform, {"platform": "oa", "api": "cgi-bin/message/custom/send", "errcode": 45009})
+    fake.platform.fail(platform="oa", api="cgi-bin/message/custom/send", errcode=45009)
     quota = await _enqueue(services, "quota")
     await sender.drain()
     statuses = {r.idempotency_key: (r.status, r.reason) for r in await OutboxMessage.all()}
@@ -135,20 +134,20 @@ async def test_a_row_left_sending_by_a_dead_sender_becomes_unknown(
     await sender.run_once()
     await row.refresh_from_db()
     assert row.status == "unknown"
-    assert fake.platform.delivered_to("oUser1") == []  # never re-sent
+    assert fake.platform.messages(openid="oUser1") == []  # never re-sent
 
 
 async def test_a_claim_whose_lease_lapsed_while_pending_returns_to_the_pool(
     services: Services, fake: FakeServer, wall: FakeWall
 ) -> None:
-    interaction(fake.platform, {"appid": OA_APPID, "openid": "oUser1", "kind": "message"})
+    fake.platform.interaction(appid=OA_APPID, openid="oUser1", kind="message")
     await _enqueue(services, "reclaimed")
     await outbox.claim("dead-worker", services.clock.now(), LEASE, 10)
     sender = Sender(services.clients, services.clock)
     assert await sender.run_once() == 0
     wall.advance(LEASE.total_seconds() + 1)
     assert await sender.run_once() == 1
-    assert [d.text for d in fake.platform.delivered_to("oUser1")] == ["reclaimed"]
+    assert [d.text for d in fake.platform.messages(openid="oUser1")] == ["reclaimed"]
 
 
 @pytest.mark.postgres
@@ -157,10 +156,10 @@ async def test_two_senders_send_every_row_exactly_once(
 ) -> None:
     for i in range(40):
         openid = f"oRace{i}"
-        interaction(fake.platform, {"appid": OA_APPID, "openid": openid, "kind": "message"})
+        fake.platform.interaction(appid=OA_APPID, openid=openid, kind="message")
         await _enqueue(services, f"race-{i}", openid=openid)
     senders = [Sender(services.clients, services.clock, batch=5) for _ in range(2)]
     await asyncio.gather(*(s.drain() for s in senders))
-    delivered = [d.to for d in fake.platform.deliveries]
+    delivered = [d.to for d in fake.platform.world.deliveries]
     assert sorted(delivered) == sorted(f"oRace{i}" for i in range(40))
     assert await OutboxMessage.filter(status="sent").count() == 40

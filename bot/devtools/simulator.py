@@ -33,6 +33,18 @@ HELP = """指令 / commands:
   /quit"""
 
 
+# How the fake platform's delivery channels read to a person.
+CHANNELS = {
+    "custom": "客服消息",
+    "template": "模板消息",
+    "mass": "群发",
+    "agent": "应用消息",
+    "welcome": "欢迎语",
+    "groupmsg": "企业群发",
+    "groupmsg_task": "群发任务",
+}
+
+
 class SimulatorError(Exception):
     """A simulator command failed (bad input or an unreachable server)."""
 
@@ -225,9 +237,8 @@ class Simulator:
         while True:
             found = await self._deliveries()
             for item in found:
-                self.out(
-                    f"{self._them()} ({item.get('channel', 'api')}) < {item.get('text', item)}"
-                )
+                channel = str(item.get("channel", "api"))
+                self.out(f"{self._them()} ({CHANNELS.get(channel, channel)}) < {item.get('text')}")
             if found or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(0.25)
