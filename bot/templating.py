@@ -13,7 +13,12 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 class Renderer:
     """Renders ``templates/<name>.j2`` with strict undefined variables."""
 
+    memo_size = 4096
+
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        # Templates are pure formatting, so equal variables give equal text: static
+        # replies such as 帮助 render once.
+        self._memo: dict[tuple[str, tuple[tuple[str, Any], ...]], str] = {}
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(directory),
             undefined=jinja2.StrictUndefined,
@@ -24,7 +29,20 @@ class Renderer:
         )
 
     def render(self, name: str, **variables: Any) -> str:
-        """Render one template to text, trimmed."""
+        """Render one template to text, trimmed (memoised for hashable variables)."""
+        try:
+            key = (name, tuple(sorted(variables.items())))
+            hash(key)
+        except TypeError:
+            return self._render(name, variables)
+        cached = self._memo.get(key)
+        if cached is None:
+            cached = self._render(name, variables)
+            if len(self._memo) < self.memo_size:
+                self._memo[key] = cached
+        return cached
+
+    def _render(self, name: str, variables: dict[str, Any]) -> str:
         return self._env.get_template(f"{name}.j2").render(**variables).strip()
 
     def names(self) -> list[str]:

@@ -8,6 +8,7 @@ WeChat always gets ``success``, a reply, or a 4xx — never a 500.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from bot.wechat.inbound import Inbound
 from bot.wechat.intake import SUCCESS
 from bot.wechat.oa_parse import parse_oa
 from bot.wechat.wecom_parse import parse_wecom
-from bot.wechat.xml import BadPayload, parse_xml, require_text
+from bot.wechat.xml import BadPayload, envelope_ciphertext
 
 log = logging.getLogger("bot.callback")
 
@@ -100,14 +101,15 @@ def _check_fresh(request: web.Request, timestamp: str) -> None:
         raise Rejected(403, "stale: timestamp outside the window")
 
 
+@functools.lru_cache(maxsize=128)
 def _crypto(token: str, key: str, receive_id: str, previous: str) -> MessageCrypto:
+    # Built once per account: decoding the key and setting up the cipher is not free.
     return MessageCrypto(token, key, receive_id, previous)
 
 
 def _decrypt_envelope(crypto: MessageCrypto, q: _Query, body: bytes) -> str:
     try:
-        envelope = parse_xml(body)
-        encrypt = require_text(envelope, "Encrypt")
+        encrypt = envelope_ciphertext(body)
     except BadPayload as exc:
         raise Rejected(400, f"bad_envelope: {exc}") from None
     if not crypto.verify(q.msg_signature, q.timestamp, q.nonce, encrypt):

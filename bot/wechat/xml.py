@@ -58,6 +58,29 @@ def parse_xml(raw: str | bytes) -> dict[str, Any]:
     return result
 
 
+# The encrypted envelope: <xml><ToUserName/><Encrypt/>[<AgentID/>]</xml>. Only the
+# ciphertext matters (msg_signature authenticates it), so it is taken with one anchored
+# search instead of a second full XML parse; base64 never contains '<' or ']'.
+_DECLARATION_BYTES = re.compile(rb"<!(?!\[CDATA\[|--)")
+_ENCRYPT = re.compile(rb"<Encrypt>\s*(?:<!\[CDATA\[([^\]<]*)\]\]>|([^<]*))\s*</Encrypt>")
+
+
+def envelope_ciphertext(raw: bytes) -> str:
+    """The ``Encrypt`` element of an encrypted callback envelope (exactly one, non-empty)."""
+    if _DECLARATION_BYTES.search(raw):
+        raise BadPayload("markup declarations (DTD/ENTITY) are not allowed")
+    found = _ENCRYPT.findall(raw)
+    if len(found) != 1:
+        raise BadPayload("the envelope must hold exactly one <Encrypt>")
+    value: bytes = (found[0][0] or found[0][1]).strip()
+    if not value:
+        raise BadPayload("missing required element <Encrypt>")
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadPayload("<Encrypt> is not base64") from None
+
+
 def text_of(data: Mapping[str, Any], key: str) -> str:
     """Return the text of a top-level element, ``""`` when absent or empty."""
     value = data.get(key)
