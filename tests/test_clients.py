@@ -155,3 +155,27 @@ async def test_wecom_group_chats_contact_way_and_transfer(services: Services) ->
     assert [(r["external_userid"], r["status"]) for r in results] == [("wmCust1", 2)]  # 24 h
     resigned = await wecom.transfer.transfer("lisi", "zhangsan", ["wmCust3"], resigned=True)
     assert resigned == [{"external_userid": "wmCust3", "errcode": 0}]
+
+
+async def test_mass_send_retry_with_the_same_clientmsgid_returns_the_first_job(
+    services: Services, fake: FakeServer
+) -> None:
+    mass = services.clients.oa("brand").mass
+    first = await mass.send_text_to_openids(["oUser1", "oUser2"], "周年庆", "bc-retry")
+    again = await mass.send_text_to_openids(["oUser1", "oUser2"], "周年庆", "bc-retry")
+    assert again == {"msg_id": first["msg_id"], "duplicate": True}
+    assert len(fake.platform.messages(openid="oUser1")) == 1
+
+
+async def test_staff_without_customers_have_an_empty_list(
+    services: Services, fake: FakeServer
+) -> None:
+    from bot.devtools.fake.wecom_state import Staff
+
+    contacts = services.clients.wecom().external_contact
+    assert await contacts.list_ids("lisi") == ["wmCust2", "wmCust3"]
+    fake.platform.corp().staff["wangwu"] = Staff("wangwu", "王五")
+    assert await contacts.list_ids("wangwu") == []  # WeChat answers 84061 here
+    with pytest.raises(ApiError) as err:
+        await contacts.list_ids("nobody")
+    assert err.value.errcode == 60111

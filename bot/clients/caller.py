@@ -158,7 +158,7 @@ class ApiCaller:
         policy = self.policy
         if exc.errcode in policy.daily_quota_codes:
             await self.pauses.pause(policy.platform, self.app_id, exc.api)
-            raise QuotaExhausted(exc.platform, exc.api, exc.errcode, exc.errmsg) from exc
+            raise QuotaExhausted(exc.platform, exc.api, exc.errcode, exc.errmsg, exc.body) from exc
         if exc.errcode not in policy.backoff_codes:
             raise exc
 
@@ -175,5 +175,5 @@ class ApiCaller:
                     "ALERT: the platform rejected the app secret; fix the configuration",
                     extra={"platform": exc.platform, "app_id": self.app_id, "errcode": exc.errcode},
                 )
-                raise BadSecret(exc.platform, exc.api, exc.errcode, exc.errmsg) from exc
+                raise BadSecret(exc.platform, exc.api, exc.errcode, exc.errmsg, exc.body) from exc
             raise

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApiError(Exception):
     """The platform answered with a non-zero errcode (so nothing was done)."""
 
-    def __init__(self, platform: str, api: str, errcode: int, errmsg: str) -> None:
+    def __init__(
+        self, platform: str, api: str, errcode: int, errmsg: str, body: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{platform} {api}: {errcode} {errmsg}")
         self.platform = platform
         self.api = api
         self.errcode = errcode
         self.errmsg = errmsg
+        self.body = body or {}
 
 
 class QuotaExhausted(ApiError):

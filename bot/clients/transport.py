@@ -50,7 +50,7 @@ class Transport:
             raise OutcomeUnknown(self.platform, api, "answer is not a JSON object")
         errcode = int(body.get("errcode", 0) or 0)
         if errcode:
-            raise ApiError(self.platform, api, errcode, str(body.get("errmsg", "")))
+            raise ApiError(self.platform, api, errcode, str(body.get("errmsg", "")), body)
         return body
 
 

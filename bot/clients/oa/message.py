@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.clients.caller import ApiCaller
+from bot.clients.errors import ApiError
 
 
 class MessageApi:
@@ -49,11 +50,27 @@ class MessageApi:
         return await self.caller.call("POST", "cgi-bin/message/template/send", json=body)
 
 
+# The same clientmsgid within 24 h: the job already exists; the answer names its msg_id.
+CLIENTMSGID_EXISTS = 45065
+
+
 class MassApi:
-    """Mass send by tag or by openid list; ``clientmsgid`` makes retries idempotent."""
+    """Mass send by tag or by openid list; ``clientmsgid`` makes retries idempotent.
+
+    A retry that WeChat answers 45065 (clientmsgid exists) returns the first job's
+    ``msg_id`` with ``"duplicate": True`` instead of failing: nothing was sent twice.
+    """
 
     def __init__(self, caller: ApiCaller) -> None:
         self.caller = caller
+
+    async def _send(self, api: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.caller.call("POST", api, json=body, idempotent=True)
+        except ApiError as exc:
+            if exc.errcode != CLIENTMSGID_EXISTS or "msg_id" not in exc.body:
+                raise
+            return {"msg_id": exc.body["msg_id"], "duplicate": True}
 
     async def send_text_to_tag(self, tag_id: int, content: str, clientmsgid: str) -> dict[str, Any]:
         """POST cgi-bin/message/mass/sendall (filter by tag)."""
@@ -63,9 +80,7 @@ class MassApi:
             "text": {"content": content},
             "clientmsgid": clientmsgid,
         }
-        return await self.caller.call(
-            "POST", "cgi-bin/message/mass/sendall", json=body, idempotent=True
-        )
+        return await self._send("cgi-bin/message/mass/sendall", body)
 
     async def send_text_to_openids(
         self, openids: Sequence[str], content: str, clientmsgid: str
@@ -77,6 +92,4 @@ class MassApi:
             "text": {"content": content},
             "clientmsgid": clientmsgid,
         }
-        return await self.caller.call(
-            "POST", "cgi-bin/message/mass/send", json=body, idempotent=True
-        )
+        return await self._send("cgi-bin/message/mass/send", body)

@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.clients.caller import ApiCaller
+from bot.clients.errors import ApiError
+
+NO_CUSTOMERS = 84061
 
 
 class ExternalContactApi:
@@ -26,10 +29,15 @@ class ExternalContactApi:
         )
 
     async def list_ids(self, userid: str) -> list[str]:
-        """GET externalcontact/list → the staff member's customers' ids."""
-        body = await self.caller.call(
-            "GET", "cgi-bin/externalcontact/list", params={"userid": userid}, idempotent=True
-        )
+        """GET externalcontact/list → the staff member's customers' ids (none: [])."""
+        try:
+            body = await self.caller.call(
+                "GET", "cgi-bin/externalcontact/list", params={"userid": userid}, idempotent=True
+            )
+        except ApiError as exc:
+            if exc.errcode == NO_CUSTOMERS:  # the API's answer for a staff member without any
+                return []
+            raise
         return [str(x) for x in body.get("external_userid", [])]
 
     async def batch_by_user(
