@@ -81,6 +81,8 @@ def _check_length(request: web.Request) -> None:
 
 async def _read_body(request: web.Request) -> bytes:
     limit = request.app[SERVICES].settings.server.body_limit
+    if request.content_length is not None:  # already checked against the cap
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(16384):

@@ -39,6 +39,9 @@ def parse_xml(raw: str | bytes) -> dict[str, Any]:
     text = strip_illegal_chars(text)
     if _DECLARATION.search(text):
         raise BadPayload("markup declarations (DTD/ENTITY) are not allowed")
+    flat = _parse_flat(text)
+    if flat is not None:
+        return flat
     try:
         doc = xmltodict.parse(text, disable_entities=True)
     except (ExpatError, ValueError) as exc:
@@ -56,6 +59,31 @@ def parse_xml(raw: str | bytes) -> dict[str, Any]:
             raise BadPayload(f"element <{key}> appears more than once")
         result[key] = "" if value is None else value
     return result
+
+
+# Most callbacks are flat: <xml> holding simple elements, text or one CDATA section each.
+# Those are read with two anchored regexes (the hot path); anything else — nesting,
+# attributes, entities, split CDATA — goes to the real parser, which decides.
+_FLAT_DOC = re.compile(r"\s*(?:<\?xml[^>]*\?>\s*)?<xml>(.*)</xml>\s*", re.DOTALL)
+_FLAT_CHILD = re.compile(
+    r"\s*<([A-Za-z_][\w.\-]*)(?:/>|>(?:<!\[CDATA\[(.*?)\]\]>|([^<&]*))</\1>)", re.DOTALL
+)
+
+
+def _parse_flat(text: str) -> dict[str, Any] | None:
+    doc = _FLAT_DOC.fullmatch(text)
+    if doc is None:
+        return None
+    body, pos, result = doc.group(1), 0, {}
+    while (child := _FLAT_CHILD.match(body, pos)) is not None:
+        name, cdata, plain = child.groups()
+        if cdata is not None and ("]]>" in cdata or "<![CDATA[" in cdata):
+            return None  # several CDATA sections: not flat
+        if name in result:
+            raise BadPayload(f"element <{name}> appears more than once")
+        result[name] = (cdata if cdata is not None else plain or "").strip()
+        pos = child.end()
+    return result if not body[pos:].strip() else None
 
 
 # The encrypted envelope: <xml><ToUserName/><Encrypt/>[<AgentID/>]</xml>. Only the
