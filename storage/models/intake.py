@@ -1,9 +1,4 @@
-"""Tortoise models. Correctness lives in unique constraints and transactions.
-
-Schema changes ship as tortoise's built-in migrations in ``storage/migrations/``.
-The first line of a model docstring becomes the table comment, and tortoise does not
-escape quotes in it on SQLite: keep apostrophes out of that line.
-"""
+"""Models of the WeChat plumbing: inbound events, shared tokens, the outbox."""
 
 from __future__ import annotations
 

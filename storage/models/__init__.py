@@ -1,0 +1,49 @@
+"""Tortoise models. Correctness lives in unique constraints and transactions.
+
+Schema changes ship as tortoise's built-in migrations in ``storage/migrations/``.
+The first line of a model docstring becomes the table comment, and tortoise neither
+escapes quotes in it nor survives a semicolon there on SQLite: keep ' " and ; out of that
+line (tests/test_migrations.py applies every migration to SQLite and catches it).
+"""
+
+from storage.models.intake import InboundEvent, OutboxMessage, PlatformToken
+from storage.models.members import (
+    AuditLog,
+    Consent,
+    Identity,
+    Member,
+    MemberMerge,
+    MemberTag,
+    Staff,
+    Tag,
+    TagGroup,
+)
+from storage.models.points import (
+    GrowthEntry,
+    Order,
+    PointsAllocation,
+    PointsEntry,
+    PointsLot,
+    SignIn,
+)
+
+__all__ = [
+    "AuditLog",
+    "Consent",
+    "GrowthEntry",
+    "Identity",
+    "InboundEvent",
+    "Member",
+    "MemberMerge",
+    "MemberTag",
+    "Order",
+    "OutboxMessage",
+    "PlatformToken",
+    "PointsAllocation",
+    "PointsEntry",
+    "PointsLot",
+    "SignIn",
+    "Staff",
+    "Tag",
+    "TagGroup",
+]
