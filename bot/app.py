@@ -19,13 +19,15 @@ from bot.clients.registry import Clients
 from bot.clients.tokens import make_token_store
 from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
-from bot.context import LateReplyHook, MemberResolver, Services, no_member
+from bot.context import LateReplyHook, MemberResolver, Services
 from bot.metrics import Metrics
 from bot.middlewares import default_middlewares
 from bot.outbox.late import OutboxLateReplies
 from bot.outbox.lock import SenderLock
 from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
+from bot.services.activity import ActivityRecorder
+from bot.services.members import MemberService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
@@ -91,6 +93,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         now=wall.time,
         sleep=ov.api_sleep or asyncio.sleep,
     )
+    members = MemberService(settings, cache, keys, clock, ActivityRecorder())
     return Services(
         settings=settings,
         clock=clock,
@@ -99,7 +102,8 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         keys=keys,
         renderer=Renderer(),
         clients=clients,
-        resolve_member=ov.resolve_member or no_member,
+        members=members,
+        resolve_member=ov.resolve_member or members.resolve,
     )
 
 
@@ -165,8 +169,10 @@ async def _cache_and_recorder(app: web.Application) -> AsyncIterator[None]:
         await _reseed_dedupe(app)
     recorder = app[RECORDER]
     await recorder.start()
+    await services.members.activity.start()
     yield
     await app[INTAKE].close()
+    await services.members.activity.stop()
     await recorder.stop()
     await services.cache.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.clients.registry import Clients
 from bot.clock import BusinessClock, WallClock
@@ -16,6 +16,9 @@ from bot.wechat.inbound import Inbound
 from storage.cache import Cache
 from storage.keys import KeyBuilder
 
+if TYPE_CHECKING:
+    from bot.services.members import MemberService
+
 
 @dataclass(frozen=True, slots=True)
 class MemberRef:
@@ -23,6 +26,7 @@ class MemberRef:
 
     id: int
     code: str = ""
+    created: bool = False
 
 
 class MemberResolver(Protocol):
@@ -60,6 +64,7 @@ class Services:
     keys: KeyBuilder
     renderer: Renderer
     clients: Clients
+    members: MemberService
     resolve_member: MemberResolver = no_member
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import dev, fallback, help
+from handlers import dev, fallback, follow, help
 
 ROUTERS: tuple[Router, ...] = (
+    follow.router,
     help.router,
     dev.router,
     fallback.router,

@@ -51,3 +51,7 @@ class KeyBuilder:
     def api_pause(self, platform: str, app_id: str, api: str, seconds: int) -> Key:
         """An API paused for one account after its daily quota ran out."""
         return Key(f"{self.prefix}:pause:{platform}:{app_id}:{api}", max(seconds, 1))
+
+    def identity(self, kind: str, app: str, value: str) -> Key:
+        """identity → member cache; merges, undos and deletions must clear it."""
+        return Key(f"{self.prefix}:idm:{kind}:{app}:{value}", 86400)

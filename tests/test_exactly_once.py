@@ -121,13 +121,20 @@ async def test_retry_of_a_late_callback_gets_success_and_no_second_run(
     message = oa_text("签到", msg_id=999)
     first = asyncio.create_task(post_oa(client, settings, message, timestamp=int(wall.now)))
     await budget.waiting()
+    await _until(lambda: counting.runs == 1)  # the handler is running, and stays blocked
     budget.fire()
     assert await (await first).text() == "success"
     retry = await post_oa(client, settings, message, timestamp=int(wall.now) + 5)
     assert await retry.text() == "success"
     counting.release.set()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     assert counting.runs == 1
+
+
+async def _until(condition: Any, seconds: float = 2.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 def _tag_event(tag_id: str, created: int) -> str:

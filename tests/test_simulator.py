@@ -90,7 +90,7 @@ def _demo_settings(database: str, port: int) -> Settings:
 
 
 @pytest.fixture
-async def demo(aiohttp_server: Any, database: str) -> tuple[Settings, ManualBudget, str]:
+async def demo(database: str, aiohttp_server: Any) -> tuple[Settings, ManualBudget, str]:
     """The whole product as `make run` serves it: fake platform mounted, sender running."""
     port = _free_port()
     settings = _demo_settings(database, port)

@@ -1,0 +1,70 @@
+"""Member activity off the reply path: last message time and last activity, batched.
+
+Every member message refreshes the identity's customer-service window and every
+activity the member's ``last_active_at``; writing that per callback would double the
+hot path's database work, so it is coalesced per identity and flushed every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from storage.repos import members as repo
+
+log = logging.getLogger("bot.activity")
+IdentityKey = tuple[str, str, str]
+
+
+class ActivityRecorder:
+    """Coalesces activity and writes it in one transaction per flush."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._messages: dict[IdentityKey, datetime] = {}
+        self._active: dict[int, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, identity: IdentityKey, member_id: int, at: datetime, message: bool) -> None:
+        """Note activity (and, for a message, the identity's last message time)."""
+        if message:
+            self._messages[identity] = max(at, self._messages.get(identity, at))
+        self._active[member_id] = max(at, self._active.get(member_id, at))
+
+    async def start(self) -> None:
+        """Start flushing in the background."""
+        self._task = asyncio.create_task(self._run(), name="activity-recorder")
+
+    async def stop(self) -> None:
+        """Stop and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not record member activity; will retry")
+
+    async def flush(self) -> None:
+        """Write the coalesced activity now."""
+        if not self._messages and not self._active:
+            return
+        messages, self._messages = self._messages, {}
+        active, self._active = self._active, {}
+        try:
+            await repo.apply_activity(messages, active)
+        except Exception:
+            for key, at in messages.items():
+                self._messages[key] = max(at, self._messages.get(key, at))
+            for member_id, at in active.items():
+                self._active[member_id] = max(at, self._active.get(member_id, at))
+            raise

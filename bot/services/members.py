@@ -1,0 +1,72 @@
+"""Members: every follower becomes one (ONE-ID), resolved on the hot path from a cache."""
+
+from __future__ import annotations
+
+from bot.clock import BusinessClock
+from bot.config import Settings
+from bot.context import MemberRef
+from bot.services.activity import ActivityRecorder
+from bot.wechat.inbound import Inbound
+from storage.cache import Cache
+from storage.keys import KeyBuilder
+from storage.models import Member
+from storage.repos import members as repo
+
+OA_OPENID = "oa_openid"
+UNIONID = "unionid"
+WECOM_EXTERNAL_USERID = "wecom_external_userid"
+MOBILE_HASH = "mobile_hash"
+
+
+class MemberService:
+    """Find-or-create members by identity; follow state; activity."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Cache,
+        keys: KeyBuilder,
+        clock: BusinessClock,
+        activity: ActivityRecorder,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.keys = keys
+        self.clock = clock
+        self.activity = activity
+
+    def oa_identity(self, inbound: Inbound) -> tuple[str, str, str]:
+        """(kind, app, value) of an OA sender: the openid under the account's AppID."""
+        return OA_OPENID, self.settings.accounts[inbound.account].appid, inbound.sender
+
+    async def resolve(self, inbound: Inbound) -> MemberRef | None:
+        """The OA sender's member, created on first contact; None for non-members."""
+        if inbound.platform != "oa" or not inbound.from_member:
+            return None
+        identity = self.oa_identity(inbound)
+        member = await self._cached(identity) or await self._load(identity)
+        is_message = not inbound.kind.startswith("event:")
+        self.activity.touch(identity, member.id, self.clock.now(), message=is_message)
+        return member
+
+    async def _cached(self, identity: tuple[str, str, str]) -> MemberRef | None:
+        value = await self.cache.get(self.keys.identity(*identity))
+        if value is None:
+            return None
+        member_id, _, code = value.partition(":")
+        return MemberRef(int(member_id), code)
+
+    async def _load(self, identity: tuple[str, str, str]) -> MemberRef:
+        row = await repo.find_by_identity(*identity)
+        if row is None:
+            row = await repo.create_with_identity(*identity, now=self.clock.now())
+        await self.cache.put(self.keys.identity(*identity), f"{row.id}:{row.code}")
+        return MemberRef(row.id, row.code, row.created)
+
+    async def follow(self, inbound: Inbound, followed: bool) -> None:
+        """Record subscribe (True) or unsubscribe (False); the member is never deleted."""
+        await repo.set_followed(*self.oa_identity(inbound), followed, self.clock.now())
+
+    async def get(self, member_id: int) -> Member | None:
+        """The member row."""
+        return await repo.member_summary(member_id)
