@@ -1,0 +1,1 @@
+"""Domain services: members, identity, points, tiers, sign-in and the rest."""
