@@ -206,7 +206,8 @@ def run_loadgen(
         f"--config={config}",
         f"--connections={args.connections}",
         f"--seconds={args.seconds}",
-        f"--warmup={args.warmup}",
+        f"--warmup={max(args.warmup, args.members)}",
+        f"--members={args.members}",
         f"--max-rate={args.max_rate}",
         f"--expect={expect}",
         "--json",
@@ -313,6 +314,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating ceiling/full rounds")
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=2000,
+        help="distinct senders; the warm-up makes each a member first (steady state)",
+    )
     parser.add_argument("--only", choices=("full", "ceiling"))
     parser.add_argument("--config", default=str(ROOT / "config.example.toml"))
     parser.add_argument("--server-cpu", type=int, default=0)

@@ -43,14 +43,24 @@ _TEXT_XML = (
 
 
 def build_requests(
-    account: OfficialAccountSettings, target: str, path: str, content: str, count: int
+    account: OfficialAccountSettings,
+    target: str,
+    path: str,
+    content: str,
+    count: int,
+    members: int = 2000,
 ) -> list[bytes]:
-    """``count`` distinct, signed and encrypted POST requests with a timestamp of now."""
+    """``count`` distinct, signed and encrypted POST requests with a timestamp of now.
+
+    They come from ``members`` followers in turn: the first message of each creates its
+    member, later ones find it (the steady state of a live account); each member sends
+    well under the 20-a-minute rate limit during a run.
+    """
     ts = int(time.time())
-    run = time.time_ns() // 1000  # unique per run: MsgIds and openids never repeat
+    run = time.time_ns() // 1000  # unique per run: MsgIds never repeat
     requests = []
     for i in range(count):
-        openid = f"oBench{run:x}{i:07d}"
+        openid = f"oBench{run:x}{i % members:06d}"
         xml = _TEXT_XML.format(openid=openid, ts=ts, content=content, msg_id=run * 10**7 + i)
         signed = sign_oa(account, xml, ts, nonce=f"{run % 10**6}{i:07d}", encrypt=True)
         body = signed.body.encode()
@@ -238,6 +248,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--members", type=int, default=2000, help="distinct senders")
     parser.add_argument("--sample-every", type=int, default=100)
     parser.add_argument(
         "--max-rate",
@@ -255,9 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     account = load_settings(args.config).accounts[args.account]
     count = args.warmup + int(args.max_rate * args.seconds)
     built = time.perf_counter()
-    requests = build_requests(
-        account, f"{args.host}:{args.port}", f"/wechat/{args.account}", args.content, count
-    )
+    target, path = f"{args.host}:{args.port}", f"/wechat/{args.account}"
+    requests = build_requests(account, target, path, args.content, count, args.members)
     print(f"built {count} requests in {time.perf_counter() - built:.1f}s", file=sys.stderr)
     gc.collect()
     gc.freeze()

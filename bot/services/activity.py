@@ -2,7 +2,9 @@
 
 Every member message refreshes the identity's customer-service window and every
 activity the member's ``last_active_at``; writing that per callback would double the
-hot path's database work, so it is coalesced per identity and flushed every second.
+hot path's database work, so it is coalesced per identity and flushed every five
+seconds. A 48-hour window tolerates that; whatever decides a channel from these times
+must call :meth:`ActivityRecorder.flush` first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ IdentityKey = tuple[str, str, str]
 class ActivityRecorder:
     """Coalesces activity and writes it in one transaction per flush."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 5.0) -> None:
         self.interval = interval
         self._messages: dict[IdentityKey, datetime] = {}
         self._active: dict[int, datetime] = {}
