@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from aiohttp import web
@@ -21,6 +22,10 @@ def serve(settings: Settings) -> None:
     if db.is_sqlite(settings.database.url):
         asyncio.run(db.migrate(settings.database.url))
     app = create_app(settings)
+    # Everything built so far lives as long as the process: keep it out of the cyclic
+    # collector's scans (less GC work per callback on the hot path).
+    gc.collect()
+    gc.freeze()
     log.info(
         "serving",
         extra={
