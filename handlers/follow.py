@@ -21,7 +21,7 @@ async def subscribe(event: Any, ctx: Ctx) -> Reply:
     """Follow (or re-follow): mark the identity followed and welcome the member."""
     assert ctx.member is not None  # the member middleware resolves every OA sender
     members = ctx.services.members
-    await members.follow(ctx.inbound, followed=True)
+    returning = await members.follow(ctx.inbound, followed=True)
     member = await members.get(ctx.member.id)
     assert member is not None
     return ctx.render(
@@ -29,7 +29,7 @@ async def subscribe(event: Any, ctx: Ctx) -> Reply:
         code=member.code,
         tier=TIER_NAMES.get(member.tier, member.tier),
         points=member.points_balance,
-        returning=not ctx.member.created,
+        returning=returning,
     )
 
 

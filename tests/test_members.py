@@ -57,6 +57,19 @@ async def test_subscribe_unsubscribe_and_return_keep_one_member(
     assert identity.followed is True
 
 
+async def test_a_member_who_wrote_before_following_is_welcomed_as_new(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    settings = make_settings(base_config(database))
+    client = await make_client(settings)
+    await post_oa(client, settings, oa_text("帮助", openid="oEarly"), timestamp=int(wall.now))
+    resp = await post_oa(
+        client, settings, _event("oEarly", "subscribe", int(wall.now)), timestamp=int(wall.now)
+    )
+    assert "欢迎加入会员" in reply_fields(oa_crypto(settings), await resp.text())["Content"]
+    assert await Member.all().count() == 1
+
+
 async def test_concurrent_first_messages_through_two_instances_make_one_member(
     make_client: AppMaker, wall: FakeWall, database: str
 ) -> None:

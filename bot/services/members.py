@@ -63,9 +63,9 @@ class MemberService:
         await self.cache.put(self.keys.identity(*identity), f"{row.id}:{row.code}")
         return MemberRef(row.id, row.code, row.created)
 
-    async def follow(self, inbound: Inbound, followed: bool) -> None:
-        """Record subscribe (True) or unsubscribe (False); the member is never deleted."""
-        await repo.set_followed(*self.oa_identity(inbound), followed, self.clock.now())
+    async def follow(self, inbound: Inbound, followed: bool) -> bool:
+        """Record subscribe or unsubscribe (nothing is deleted); True if it followed before."""
+        return await repo.set_followed(*self.oa_identity(inbound), followed, self.clock.now())
 
     async def get(self, member_id: int) -> Member | None:
         """The member row."""

@@ -68,16 +68,17 @@ async def create_with_identity(
     raise RuntimeError("could not draw a unique member code")
 
 
-async def set_followed(kind: str, app: str, value: str, followed: bool, now: datetime) -> None:
-    """Record a follow or unfollow on the identity (nothing is ever deleted)."""
+async def set_followed(kind: str, app: str, value: str, followed: bool, now: datetime) -> bool:
+    """Record a follow or unfollow (nothing is ever deleted); True if it followed before."""
+    identity = Identity.filter(kind=kind, app=app, value=value)
+    before = await identity.values_list("followed_at", flat=True)
     if followed:
-        await Identity.filter(kind=kind, app=app, value=value).update(
+        await identity.update(
             followed=True, followed_at=now, last_event_at=now, cs_sent_since_event=0
         )
     else:
-        await Identity.filter(kind=kind, app=app, value=value).update(
-            followed=False, unfollowed_at=now
-        )
+        await identity.update(followed=False, unfollowed_at=now)
+    return any(at is not None for at in before)
 
 
 async def member_summary(member_id: int) -> Member | None:
