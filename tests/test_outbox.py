@@ -163,3 +163,15 @@ async def test_two_senders_send_every_row_exactly_once(
     delivered = [d.to for d in fake.platform.world.deliveries]
     assert sorted(delivered) == sorted(f"oRace{i}" for i in range(40))
     assert await OutboxMessage.filter(status="sent").count() == 40
+
+
+async def test_a_row_due_later_is_not_claimed_early(services: Services, wall: FakeWall) -> None:
+    from datetime import timedelta
+
+    # Business time is +08:00; SQLite compares stored text, so an unconverted bound would
+    # make this row look due eight hours early.
+    message = outbox.NewMessage("later", "oa_cs", "brand", "oUser1", {"text": "x"}, "test")
+    await outbox.enqueue(message, services.clock.now() + timedelta(hours=1))
+    assert await outbox.claim("w", services.clock.now(), LEASE, 10) == []
+    wall.advance(3601)
+    assert len(await outbox.claim("w", services.clock.now(), LEASE, 10)) == 1

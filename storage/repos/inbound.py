@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from tortoise import connections
 
 from storage.models import InboundEvent
+from storage.timeutil import utc
 
 log = logging.getLogger("storage.inbound")
 
@@ -154,7 +155,9 @@ def _values(record: InboundRecord) -> list[object]:
 
 async def recent_keys(since: datetime) -> list[str]:
     """Dedupe keys recorded since a time (to re-seed an in-process dedupe on start)."""
-    rows = await InboundEvent.filter(received_at__gte=since).values_list("dedupe_key", flat=True)
+    rows = await InboundEvent.filter(received_at__gte=utc(since)).values_list(
+        "dedupe_key", flat=True
+    )
     return [str(k) for k in rows]
 
 
@@ -170,7 +173,7 @@ async def list_events(limit: int = 20) -> list[InboundEvent]:
 
 async def purge_before(cutoff: datetime) -> int:
     """Delete events received before the cutoff; returns how many."""
-    return await InboundEvent.filter(received_at__lt=cutoff).delete()
+    return await InboundEvent.filter(received_at__lt=utc(cutoff)).delete()
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity, Member
+from storage.timeutil import utc
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed by hand
 
@@ -71,6 +72,7 @@ async def create_with_identity(
 async def set_followed(kind: str, app: str, value: str, followed: bool, now: datetime) -> bool:
     """Record a follow or unfollow (nothing is ever deleted); True if it followed before."""
     identity = Identity.filter(kind=kind, app=app, value=value)
+    now = utc(now)
     before = await identity.values_list("followed_at", flat=True)
     if followed:
         await identity.update(
@@ -116,11 +118,11 @@ async def apply_activity(
     postgres = conn.capabilities.dialect == "postgres"
     async with in_transaction() as tx:
         if messages:
-            rows = [[at.astimezone(UTC), *identity] for identity, at in messages.items()]
+            rows = [[utc(at), *identity] for identity, at in messages.items()]
             await tx.execute_many(_sql(_TOUCH_IDENTITY, postgres), rows)
         if active:
             member_rows: list[list[object]] = [
                 [utc, member_id] if postgres else [utc, member_id, utc]
-                for member_id, utc in ((m, at.astimezone(UTC)) for m, at in active.items())
+                for member_id, utc in ((m, utc(at)) for m, at in active.items())
             ]
             await tx.execute_many(_sql(_TOUCH_MEMBER, postgres), member_rows)

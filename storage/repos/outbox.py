@@ -16,6 +16,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 
 from storage.models import OutboxMessage
+from storage.timeutil import utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ async def enqueue(message: NewMessage, due_at: datetime) -> OutboxMessage:
 
 
 def _claimable(now: datetime) -> Q:
+    now = utc(now)
     return Q(status="pending", due_at__lte=now) & (Q(claimed_by="") | Q(lease_until__lt=now))
 
 
@@ -63,7 +65,7 @@ async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> lis
     if not ids:
         return []
     await OutboxMessage.filter(_claimable(now), id__in=list(ids)).update(
-        claimed_by=worker, lease_until=now + lease
+        claimed_by=worker, lease_until=utc(now + lease)
     )
     return await OutboxMessage.filter(
         id__in=list(ids), claimed_by=worker, status="pending"
@@ -73,7 +75,7 @@ async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> lis
 async def start_sending(row: OutboxMessage, worker: str, now: datetime, lease: timedelta) -> bool:
     """pending → sending, committed before the call; False if we no longer own the row."""
     changed = await OutboxMessage.filter(id=row.id, status="pending", claimed_by=worker).update(
-        status="sending", lease_until=now + lease, attempts=F("attempts") + 1
+        status="sending", lease_until=utc(now + lease), attempts=F("attempts") + 1
     )
     return changed == 1
 
@@ -83,20 +85,24 @@ async def settle(
 ) -> None:
     """Record how the call ended."""
     await OutboxMessage.filter(id=row_id, status="sending").update(
-        status=status, reason=reason[:255], sent_at=sent_at, claimed_by="", lease_until=None
+        status=status,
+        reason=reason[:255],
+        sent_at=utc(sent_at) if sent_at else None,
+        claimed_by="",
+        lease_until=None,
     )
 
 
 async def retry_later(row_id: int, due_at: datetime, reason: str) -> None:
     """The call provably did not happen: back to pending, due later."""
     await OutboxMessage.filter(id=row_id, status="sending").update(
-        status="pending", due_at=due_at, reason=reason[:255], claimed_by="", lease_until=None
+        status="pending", due_at=utc(due_at), reason=reason[:255], claimed_by="", lease_until=None
     )
 
 
 async def mark_abandoned(now: datetime) -> int:
     """Rows left ``sending`` past their lease: a sender died mid-call; never re-send."""
-    return await OutboxMessage.filter(status="sending", lease_until__lt=now).update(
+    return await OutboxMessage.filter(status="sending", lease_until__lt=utc(now)).update(
         status="unknown", reason="sender died during the call", claimed_by="", lease_until=None
     )
 
