@@ -83,14 +83,3 @@ class Platform:
     def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
         """True for the platform."""
         return ctx.inbound.platform == self.platform
-
-
-class Setting:
-    """Matches when a predicate over the settings holds (feature switches)."""
-
-    def __init__(self, predicate: Any) -> None:
-        self.predicate = predicate
-
-    def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
-        """True when the predicate is truthy for the current settings."""
-        return bool(self.predicate(ctx.services.settings))

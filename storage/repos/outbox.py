@@ -105,8 +105,3 @@ async def mark_abandoned(now: datetime) -> int:
     return await OutboxMessage.filter(status="sending", lease_until__lt=utc(now)).update(
         status="unknown", reason="sender died during the call", claimed_by="", lease_until=None
     )
-
-
-async def for_recipient(recipient: str) -> list[OutboxMessage]:
-    """A recipient's rows, oldest first."""
-    return await OutboxMessage.filter(recipient=recipient).order_by("id")
