@@ -17,6 +17,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.config_program import (
+    ChatSettings,
+    MemberDaySettings,
+    MembershipSettings,
+    OaSettings,
+    PointsSettings,
+    ReferralSettings,
+    SecuritySettings,
+    SignInSettings,
+)
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 AES_KEY_LENGTH = 43
 
@@ -167,6 +178,14 @@ class Settings(_Section):
     dev: DevSettings = DevSettings()
     worker: WorkerSettings = WorkerSettings()
     log: LogSettings = LogSettings()
+    membership: MembershipSettings = MembershipSettings()
+    points: PointsSettings = PointsSettings()
+    signin: SignInSettings = SignInSettings()
+    member_day: MemberDaySettings = MemberDaySettings()
+    referral: ReferralSettings = ReferralSettings()
+    chat: ChatSettings = ChatSettings()
+    oa: OaSettings = OaSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @field_validator("accounts")
     @classmethod

@@ -83,3 +83,49 @@ class Platform:
     def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
         """True for the platform."""
         return ctx.inbound.platform == self.platform
+
+
+class Command:
+    """Matches a member command by its configured keywords (``[chat.keywords]``).
+
+    ``takes_argument`` also matches ``<keyword> <argument>`` and hands ``argument`` to the
+    handler (``生日 1990-05-20``); a bare keyword then hands an empty argument.
+    """
+
+    def __init__(self, command: str, *, takes_argument: bool = False) -> None:
+        self.command = command
+        self.takes_argument = takes_argument
+        self._words: dict[int, frozenset[str]] = {}
+
+    def _known(self, ctx: Ctx) -> frozenset[str]:
+        chat = ctx.services.settings.chat
+        words = self._words.get(id(chat))
+        if words is None:
+            words = frozenset(w.strip().casefold() for w in chat.words(self.command))
+            self._words = {id(chat): words}
+        return words
+
+    def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
+        """True (or the argument) when the text is one of the command's keywords."""
+        text = _text(event)
+        words = self._known(ctx)
+        if text.casefold() in words:
+            return {"argument": ""} if self.takes_argument else True
+        if not self.takes_argument:
+            return False
+        head, _, rest = text.partition(" ")
+        if rest.strip() and head.casefold() in words:
+            return {"argument": rest.strip()}
+        return False
+
+
+class CommandKey:
+    """Matches a menu click whose key is one of the command's ``[chat.menu_keys]``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __call__(self, event: Any, ctx: Ctx) -> FilterResult:
+        """True when the click's key belongs to the command."""
+        key = getattr(event, "key", getattr(event, "event_key", None))
+        return key in ctx.services.settings.chat.keys(self.command)
