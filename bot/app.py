@@ -14,6 +14,7 @@ from aiohttp import web
 from tortoise import connections
 
 from bot.appkeys import INTAKE, METRICS, RECORDER, SENDER, SERVICES
+from bot.background import Background
 from bot.clients.caller import PauseBook, Sleep
 from bot.clients.registry import Clients
 from bot.clients.tokens import make_token_store
@@ -27,7 +28,9 @@ from bot.outbox.lock import SenderLock
 from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
+from bot.services.binding import BindingService
 from bot.services.members import MemberService
+from bot.services.referrals import ReferralService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
@@ -71,6 +74,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_cache_and_recorder)
     app.cleanup_ctx.append(_clients)
+    app.cleanup_ctx.append(_background)
     run_sender = settings.worker.embedded if ov.run_sender is None else ov.run_sender
     if run_sender:
         app.cleanup_ctx.append(_embedded_sender)
@@ -94,6 +98,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         sleep=ov.api_sleep or asyncio.sleep,
     )
     members = MemberService(settings, cache, keys, clock, ActivityRecorder())
+    background = Background()
     return Services(
         settings=settings,
         clock=clock,
@@ -103,6 +108,9 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         renderer=Renderer(),
         clients=clients,
         members=members,
+        background=background,
+        binding=BindingService(settings, cache, keys, clock, clients, background),
+        referrals=ReferralService(settings, cache, keys, clock, wall, clients),
         resolve_member=ov.resolve_member or members.resolve,
     )
 
@@ -182,6 +190,14 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await clients.start()
     yield
     await clients.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    # Closed before the API clients and the database it uses; late handlers go first,
+    # since they may still start background work.
+    yield
+    await app[INTAKE].drain()
+    await app[SERVICES].background.close()
 
 
 async def _embedded_sender(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from bot.app import Overrides, create_app
 from bot.appkeys import INTAKE
 from bot.config import Settings
-from bot.replies import NO_REPLY, NewsReply, Reply, TextReply
+from bot.replies import NO_REPLY, ImageReply, NewsReply, Reply, TextReply
 from bot.wechat.inbound import Inbound
 from bot.wechat.oa_parse import parse_oa
 from bot.wechat.wecom_parse import parse_wecom
@@ -76,4 +76,6 @@ def _describe(reply: Reply) -> str:
         return reply.content
     if isinstance(reply, NewsReply):
         return f"[news] {reply.title} {reply.url}"
+    if isinstance(reply, ImageReply):
+        return f"[image] {reply.media_id}"
     return "[transfer to customer service]"

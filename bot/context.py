@@ -17,7 +17,10 @@ from storage.cache import Cache
 from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
+    from bot.background import Background
+    from bot.services.binding import BindingService
     from bot.services.members import MemberService
+    from bot.services.referrals import ReferralService
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,9 @@ class Services:
     renderer: Renderer
     clients: Clients
     members: MemberService
+    background: Background
+    binding: BindingService
+    referrals: ReferralService
     resolve_member: MemberResolver = no_member
 
 

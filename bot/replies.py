@@ -39,13 +39,20 @@ class NewsReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageReply:
+    """An image back to the sender, by the media_id of an uploaded (temporary) media."""
+
+    media_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TransferReply:
     """Hand the conversation to the customer-service (客服) system."""
 
     kf_account: str = ""
 
 
-Reply = TextReply | NewsReply | TransferReply | NoReply
+Reply = TextReply | NewsReply | ImageReply | TransferReply | NoReply
 
 
 def cdata(text: str) -> str:
@@ -65,6 +72,9 @@ def render_reply(reply: Reply, to_user: str, from_user: str, create_time: int) -
     if isinstance(reply, TextReply):
         content = cdata(reply.content)
         return f"{head}<MsgType><![CDATA[text]]></MsgType><Content>{content}</Content></xml>"
+    if isinstance(reply, ImageReply):
+        media = f"<Image><MediaId>{cdata(reply.media_id)}</MediaId></Image>"
+        return f"{head}<MsgType><![CDATA[image]]></MsgType>{media}</xml>"
     if isinstance(reply, NewsReply):
         item = (
             f"<item><Title>{cdata(reply.title)}</Title>"

@@ -1,10 +1,15 @@
-"""关注 / 取消关注: every follower becomes a member; unfollowing deletes nothing."""
+"""关注 / 取消关注: every follower becomes a member; unfollowing deletes nothing.
+
+A subscribe records the scene's channel on a member it created, credits the referrer of
+a genuinely new member (``ref_<code>`` scenes), and leaves the unionid to a background
+task: the welcome never waits for the platform.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from wechatpy.events import SubscribeEvent, SubscribeScanEvent, UnsubscribeEvent
+from wechatpy.events import ScanEvent, SubscribeEvent, SubscribeScanEvent, UnsubscribeEvent
 
 from bot.context import Ctx
 from bot.replies import NO_REPLY, Reply
@@ -16,13 +21,22 @@ router = Router("follow")
 TIER_NAMES = {"basic": "普卡", "silver": "银卡", "gold": "金卡"}
 
 
+def _scene(event: Any) -> str:
+    # SubscribeScanEvent and ScanEvent carry the scene in EventKey (qrscene_ stripped).
+    return str(getattr(event, "scene_id", "") or "")
+
+
 @router.on((SubscribeEvent, SubscribeScanEvent))
 async def subscribe(event: Any, ctx: Ctx) -> Reply:
     """Follow (or re-follow): mark the identity followed and welcome the member."""
     assert ctx.member is not None  # the member middleware resolves every OA sender
-    members = ctx.services.members
-    returning = await members.follow(ctx.inbound, followed=True)
-    member = await members.get(ctx.member.id)
+    services, scene = ctx.services, _scene(event)
+    returning = await services.members.follow(ctx.inbound, followed=True)
+    if ctx.member.created:
+        await services.binding.record_channel(ctx.member.id, scene)
+    referral = await services.referrals.on_subscribe(ctx.member, scene, followed_before=returning)
+    services.binding.bind_later(ctx.inbound, ctx.member)
+    member = await services.members.get(ctx.member.id)
     assert member is not None
     return ctx.render(
         "welcome",
@@ -30,7 +44,18 @@ async def subscribe(event: Any, ctx: Ctx) -> Reply:
         tier=TIER_NAMES.get(member.tier, member.tier),
         points=member.points_balance,
         returning=returning,
+        referred=referral.status == "rewarded",
     )
+
+
+@router.on(ScanEvent)
+async def scan(event: Any, ctx: Ctx) -> Reply:
+    """A follower scanned a scene code: a member created by it gets the scene's channel."""
+    assert ctx.member is not None
+    if ctx.member.created:
+        await ctx.services.binding.record_channel(ctx.member.id, _scene(event))
+        ctx.services.binding.bind_later(ctx.inbound, ctx.member)
+    return NO_REPLY
 
 
 @router.on(UnsubscribeEvent)

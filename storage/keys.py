@@ -55,3 +55,11 @@ class KeyBuilder:
     def identity(self, kind: str, app: str, value: str) -> Key:
         """identity → member cache; merges, undos and deletions must clear it."""
         return Key(f"{self.prefix}:idm:{kind}:{app}:{value}", 86400)
+
+    def invite_qr(self, account: str, code: str, ttl: int) -> Key:
+        """A member's referral QR ticket, kept a little less long than the ticket lives."""
+        return Key(f"{self.prefix}:invite-qr:{account}:{code}", max(ttl, 1))
+
+    def invite_media(self, account: str, code: str, ttl: int) -> Key:
+        """The temporary media_id of a member's referral QR image (media live 3 days)."""
+        return Key(f"{self.prefix}:invite-media:{account}:{code}", max(ttl, 1))

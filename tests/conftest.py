@@ -86,6 +86,12 @@ def base_config(db_url: str = "sqlite://:memory:", redis_url: str = "") -> dict[
         },
         "database": {"url": db_url},
         "redis": {"url": redis_url},
+        # No test reaches the real platform: without the fake, API calls are refused at once.
+        "api": {
+            "oa_base_url": "http://127.0.0.1:9/oa",
+            "wecom_base_url": "http://127.0.0.1:9/wecom",
+            "mp_base_url": "http://127.0.0.1:9/mp",
+        },
         "log": {"level": "DEBUG"},
     }
 

@@ -45,6 +45,18 @@ class Transport:
             raise OutcomeUnknown(self.platform, api, type(exc).__name__) from exc
         return self._check(api, body)
 
+    async def download(self, url: str) -> bytes:
+        """GET an absolute URL that answers with a file (no token), e.g. a QR image."""
+        try:
+            async with self.session.get(url, timeout=self.timeout) as resp:
+                if resp.status != 200:
+                    raise OutcomeUnknown(self.platform, url, f"HTTP {resp.status}")
+                return await resp.read()
+        except aiohttp.ClientConnectorError as exc:
+            raise NotSent(self.platform, url, type(exc).__name__) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OutcomeUnknown(self.platform, url, type(exc).__name__) from exc
+
     def _check(self, api: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise OutcomeUnknown(self.platform, api, "answer is not a JSON object")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.clock import BusinessClock
-from bot.replies import NewsReply, Reply, TextReply
+from bot.replies import ImageReply, NewsReply, Reply, TextReply
 from bot.wechat.inbound import Inbound
 from storage.repos import outbox
 
@@ -23,6 +23,8 @@ def reply_payload(reply: Reply) -> dict[str, Any] | None:
             "picurl": reply.image_url,
         }
         return {"news": news}
+    if isinstance(reply, ImageReply):
+        return {"image": {"media_id": reply.media_id}}
     return None
 
 

@@ -129,5 +129,7 @@ async def _send_oa_cs(clients: Clients, account: str, openid: str, payload: dict
         await message.send_news(
             openid, news["title"], news["description"], news["url"], news["picurl"]
         )
+    elif "image" in payload:
+        await message.send_image(openid, str(payload["image"]["media_id"]))
     else:
         await message.send_text(openid, str(payload["text"]))

@@ -36,3 +36,7 @@ class QrCodeApi:
     def show_url(self, ticket: str) -> str:
         """Where the QR image for a ticket is served (no token needed)."""
         return f"{self.mp_base_url}/cgi-bin/showqrcode?ticket={quote(ticket, safe='')}"
+
+    async def image(self, ticket: str) -> bytes:
+        """The QR image (PNG) of a ticket, from its ``showqrcode`` URL."""
+        return await self.caller.transport.download(self.show_url(ticket))
