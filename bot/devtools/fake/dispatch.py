@@ -42,6 +42,9 @@ async def handle(p: FakePlatform, req: ApiRequest) -> Answer:
 
 
 async def _answer(p: FakePlatform, req: ApiRequest) -> Json:
+    for hold in [h for h in p.world.holds if (h.platform, h.api) == (req.platform, req.api)]:
+        hold.waiting += 1
+        await hold.released.wait()
     failure = _take_failure(p.world.failures, req.platform, req.api)
     if failure is not None:
         if failure.delay:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.devtools.fake import dispatch, oa_mass, oa_messages, oa_users, wecom_contacts, wecom_groups
 from bot.devtools.fake.common import ApiRequest
-from bot.devtools.fake.state import Call, Delivery, Failure, OAAccount, OAUser, World
+from bot.devtools.fake.state import Call, Delivery, Failure, Hold, OAAccount, OAUser, World
 from bot.devtools.fake.tokens import TokenBook
 from bot.devtools.fake.wecom_state import CorpState, Customer
 
@@ -137,6 +137,12 @@ class FakePlatform:
         failure = Failure(platform, api, times, errcode, errmsg, delay)
         self.world.failures.append(failure)
         return failure
+
+    def hold(self, platform: str, api: str) -> Hold:
+        """Calls of ``api`` wait until the returned hold is released (a slow platform)."""
+        hold = Hold(platform, api)
+        self.world.holds.append(hold)
+        return hold
 
     def expire_tokens(self) -> None:
         """Every token expires now (calls answer 42001 until a new token is fetched)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,20 @@ class Failure:
 
 
 @dataclass
+class Hold:
+    """Calls of one API wait until released: a slow platform on cue, without wall time."""
+
+    platform: str
+    api: str
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    def release(self) -> None:
+        """Let every held call (and later ones) through."""
+        self.released.set()
+
+
+@dataclass
 class World:
     """All mutable state; ``reset`` replaces it with a freshly seeded one."""
 
@@ -177,4 +192,5 @@ class World:
     deliveries: list[Delivery] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
     next_msg_id: int = 1_000_000_001
