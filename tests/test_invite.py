@@ -7,11 +7,12 @@ from typing import Any
 
 from aiohttp import ClientSession
 
+from bot.appkeys import INTAKE, SENDER
 from bot.config import Settings
-from bot.outbox.late import reply_payload
 from bot.replies import ImageReply, render_reply
+from storage.models import OutboxMessage
 from tests.conftest import OA_APPID, AppMaker, FakeServer, base_config, make_settings
-from tests.fakes import FakeWall, ManualBudget, RecordingLateHook
+from tests.fakes import FakeWall, ManualBudget
 from tests.helpers import oa_crypto, oa_text, post_oa, reply_fields
 from tests.test_binding import _member_of, _services, _subscribe
 from tests.test_members import _event
@@ -114,23 +115,26 @@ async def test_a_slow_platform_answers_through_the_late_reply(
     fake: FakeServer,
     fake_settings: Settings,
     budget: ManualBudget,
-    late_hook: RecordingLateHook,
 ) -> None:
-    client = await make_client(fake_settings)
+    client = await make_client(fake_settings, late_hook=None)
+    fake.platform.interaction(appid=OA_APPID, openid="oUser2", kind="message")
     held = fake.platform.hold("oa", "cgi-bin/qrcode/create")
     wall.advance(1)
     at = int(wall.now)
-    pending = post_oa(client, fake_settings, oa_text("邀请", openid="oUser2", at=at), timestamp=at)
-    task = asyncio.ensure_future(pending)
+    xml = oa_text("邀请", openid="oUser2", msg_id=77, at=at)
+    post = asyncio.ensure_future(post_oa(client, fake_settings, xml, timestamp=at))
     await budget.waiting()
     budget.fire()
-    resp = await task
-    assert await resp.text() == "success"
+    assert await (await post).text() == "success"
     held.release()
-    inbound, reply = await late_hook.next()
-    assert inbound.sender == "oUser2"
-    assert isinstance(reply, ImageReply)
-    assert reply_payload(reply) == {"image": {"media_id": reply.media_id}}
+    await client.app[INTAKE].drain()  # the late handler has finished and enqueued its reply
+    row = await OutboxMessage.get(idempotency_key="late:oa:brand:msg:77")
+    media_id = row.payload["image"]["media_id"]
+    assert media_id in fake.platform.world.accounts[OA_APPID].media
+    await client.app[SENDER].drain()
+    await row.refresh_from_db()
+    assert row.status == "sent"
+    assert [d.text for d in fake.platform.messages(openid="oUser2")] == [f"[image] {media_id}"]
     await _services(client).background.idle()
 
 
