@@ -18,6 +18,8 @@ from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
     from bot.services.members import MemberService
+    from bot.services.notify import Notifier
+    from bot.services.tiers import TierService
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class Services:
     renderer: Renderer
     clients: Clients
     members: MemberService
+    notify: Notifier
+    tiers: TierService
     resolve_member: MemberResolver = no_member
 
 

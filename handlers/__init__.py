@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import dev, fallback, follow, help
+from handlers import dev, fallback, follow, help, tier
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
     help.router,
+    tier.router,
     dev.router,
     fallback.router,
 )
