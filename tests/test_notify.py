@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bot.app import Overrides, build_services
+from bot.appkeys import SENDER, SERVICES
 from bot.clock import BusinessClock
 from bot.config import Settings
 from bot.context import Services
 from bot.outbox.sender import Sender
 from bot.services.notify import NotifyOutcome
+from storage import db
 from storage.cache import Cache
 from storage.keys import KeyBuilder
 from storage.models import Identity, OutboxMessage
 from storage.repos import members as members_repo
-from tests.conftest import OA_APPID, FakeServer, _no_sleep, base_config, make_settings
+from tests.conftest import OA_APPID, AppMaker, FakeServer, _no_sleep, base_config, make_settings
 from tests.fakes import FakeWall
+from tests.helpers import post_oa
 
 COMPAT_APPID = "wxcompat00000001"  # the "compat" test account: a subscription account
 VARS = {
@@ -238,3 +242,48 @@ async def test_an_unfollowed_member_and_a_member_without_oa_are_unreachable(
     await Sender(services.clients, services.clock).drain()
     await row.refresh_from_db()
     assert row.status == "unreachable"  # never claimed by the sender
+
+
+async def test_a_menu_click_through_the_app_opens_the_event_window(
+    make_client: AppMaker, fake_settings: Settings, fake: FakeServer, wall: FakeWall
+) -> None:
+    client = await make_client(fake_settings)
+    services = client.app[SERVICES]
+    click = (
+        "<xml><ToUserName><![CDATA[gh_brand]]></ToUserName><FromUserName><![CDATA[oClick]]>"
+        f"</FromUserName><CreateTime>{int(wall.now)}</CreateTime><MsgType><![CDATA[event]]>"
+        "</MsgType><Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[TIER]]></EventKey></xml>"
+    )
+    await post_oa(client, fake_settings, click, timestamp=int(wall.now))
+    fake.platform.interaction(appid=OA_APPID, openid="oClick", kind="click")
+    member_id = (await Identity.get(value="oClick")).member_id
+    wall.advance(20)
+    outcomes = [await notice(services, member_id, f"c{i}") for i in range(4)]
+    assert [o.channel for o in outcomes] == ["oa_cs"] * 3 + ["unreachable"]
+    await client.app[SENDER].drain()
+    assert len(fake.platform.messages(openid="oClick")) == 3
+    assert await OutboxMessage.filter(channel="oa_cs", status="sent").count() == 3
+
+
+@pytest.fixture
+async def wide_pool(database: str) -> AsyncIterator[str]:
+    """The same database behind a pool as wide as the race (asyncpg's default is 5)."""
+    if db.is_sqlite(database):
+        yield database  # one connection: transactions take turns
+        return
+    await db.close_db()
+    await db.open_db(f"{database}{'&' if '?' in database else '?'}minsize=1&maxsize=30")
+    yield database
+
+
+async def test_concurrent_notices_claim_exactly_the_five_slots(
+    wide_pool: str, services: Services, fake: FakeServer
+) -> None:
+    member_id = await member_on(services, "oRace")
+    message(services, fake, member_id, "oRace")
+    await services.members.activity.flush()
+    outcomes = await asyncio.gather(*(notice(services, member_id, f"r{i}") for i in range(20)))
+    assert sorted(o.channel for o in outcomes).count("oa_cs") == 5
+    assert (await Identity.get(member_id=member_id)).cs_sent_since_message == 5
+    await Sender(services.clients, services.clock).drain()
+    assert await OutboxMessage.filter(channel="oa_cs", status="sent").count() == 5

@@ -363,3 +363,11 @@ async def test_the_tier_command_shows_standing_and_the_next_evaluation(
     assert "成长值：6500" in text
     assert "已是最高等级" in text
     assert "专属客服" in text
+
+
+async def test_two_evaluations_at_once_apply_once(wide_pool: str, svc: Services) -> None:
+    gold_idle = await member_with(svc, "gold0", (7000, OLD))
+    runs = await asyncio.gather(svc.tiers.evaluate(EVAL_2027), svc.tiers.evaluate(EVAL_2027))
+    assert sorted(r.already_done for r in runs) == [False, True]
+    assert await tier_of(gold_idle) == (7000, "silver")
+    assert await AuditLog.filter(action="tier.drop").count() == 1

@@ -140,4 +140,5 @@ async def _send_oa_template(
 ) -> None:
     message = clients.oa(account).message
     data = payload["data"]
-    await message.send_template(openid, str(payload["template_id"]), data, str(payload["url"]))
+    url = str(payload.get("url", ""))
+    await message.send_template(openid, str(payload["template_id"]), data, url)
