@@ -371,3 +371,18 @@ async def test_two_evaluations_at_once_apply_once(wide_pool: str, svc: Services)
     assert sorted(r.already_done for r in runs) == [False, True]
     assert await tier_of(gold_idle) == (7000, "silver")
     assert await AuditLog.filter(action="tier.drop").count() == 1
+
+
+async def test_a_retry_after_a_lost_notice_enqueues_it_again(svc: Services) -> None:
+    member_id = await new_member()
+    await grow(svc, member_id, 3000, "order:lost")
+    await OutboxMessage.filter(member_id=member_id).delete()  # died before the notice
+    later = T0.replace(hour=18)
+    again = await svc.tiers.add_growth(
+        member_id, 3000, "order:lost", now=later, reason="purchase", source="order"
+    )
+    assert (again.duplicate, again.previous_tier, again.tier) == (True, "basic", "silver")
+    keys = await OutboxMessage.filter(member_id=member_id).values_list("idempotency_key", flat=True)
+    assert keys == [f"notify:tier:{member_id}:up:order:lost"]
+    await grow(svc, member_id, 3000, "order:lost")
+    assert await OutboxMessage.filter(member_id=member_id).count() == 1

@@ -132,12 +132,12 @@ class TierService:
             if await repo.member_state(spec.member_id) is None:
                 raise UnknownMember(spec.member_id) from error
             raise error
-        entry_id, member_id, amount = entry
+        entry_id, member_id, amount, created_at = entry
         if (member_id, amount) != (spec.member_id, spec.amount):
             raise KeyReused(f"{spec.key!r} is growth {amount} for member {member_id}")
         state = await repo.member_state(member_id)
         growth, tier = state if state is not None else (0, "")
-        upgrade = await repo.upgrade_by(member_id, spec.key) if amount > 0 else None
+        upgrade = await repo.upgrade_by(member_id, spec.key, created_at) if amount > 0 else None
         if upgrade is None:
             return GrowthResult(entry_id, amount, growth, tier, tier, duplicate=True)
         # the first call may have died between its commit and its notice

@@ -111,13 +111,15 @@ async def write_growth(spec: GrowthSpec, decide: Callable[[int, str], str | None
         return Applied(int(entry.id), growth, target, tier)
 
 
-async def find_entry(key: str) -> tuple[int, int, int] | None:
-    """(entry id, member id, amount) of the entry written under a key."""
-    rows = await GrowthEntry.filter(idempotency_key=key).values_list("id", "member_id", "amount")
+async def find_entry(key: str) -> tuple[int, int, int, datetime] | None:
+    """(entry id, member id, amount, created_at) of the entry written under a key."""
+    rows = await GrowthEntry.filter(idempotency_key=key).values_list(
+        "id", "member_id", "amount", "created_at"
+    )
     if not rows:
         return None
-    entry_id, member_id, amount = rows[0]
-    return int(entry_id), int(member_id), int(amount)
+    entry_id, member_id, amount, created_at = rows[0]
+    return int(entry_id), int(member_id), int(amount), created_at
 
 
 async def member_state(member_id: int) -> tuple[int, str] | None:
@@ -126,9 +128,12 @@ async def member_state(member_id: int) -> tuple[int, str] | None:
     return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
 
-async def upgrade_by(member_id: int, key: str) -> dict[str, Any] | None:
-    """The upgrade a growth entry caused (its AuditLog detail), if it caused one."""
-    rows = await AuditLog.filter(action=UPGRADE, target=member_target(member_id)).values("detail")
+async def upgrade_by(member_id: int, key: str, at: datetime) -> dict[str, Any] | None:
+    """The upgrade a growth entry written at ``at`` caused (its AuditLog detail), if any."""
+    # the upgrade row carries the entry's time: the indexed ``at`` finds it
+    rows = await AuditLog.filter(
+        action=UPGRADE, target=member_target(member_id), at=utc(at)
+    ).values("detail")
     details: list[Any] = [row["detail"] for row in rows]
     return next((d for d in details if isinstance(d, dict) and d.get("key") == key), None)
 
