@@ -30,7 +30,9 @@ from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
 from bot.services.members import MemberService
+from bot.services.notify import Notifier
 from bot.services.referrals import ReferralService
+from bot.services.tiers import TierService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
@@ -69,6 +71,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     app[METRICS] = Metrics()
     app[RECORDER] = inbound_repo.InboundRecorder()
     app[SENDER] = Sender(services.clients, services.clock)
+    services.notify.wake = app[SENDER].wake
     app[INTAKE] = _intake(app, ov)
     if ov.manage_db:
         app.cleanup_ctx.append(_database)
@@ -99,18 +102,22 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     )
     members = MemberService(settings, cache, keys, clock, ActivityRecorder())
     background = Background()
+    renderer = Renderer()
+    notify = Notifier(settings, clock, renderer, members.activity)
     return Services(
         settings=settings,
         clock=clock,
         wall=wall,
         cache=cache,
         keys=keys,
-        renderer=Renderer(),
+        renderer=renderer,
         clients=clients,
         members=members,
         background=background,
         binding=BindingService(settings, cache, keys, clock, clients, background),
         referrals=ReferralService(settings, cache, keys, clock, wall, clients),
+        notify=notify,
+        tiers=TierService(settings, clock, notify),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = ev.add_parser("replay", help="dispatch a recorded callback again under its key")
     replay.add_argument("id", type=int)
     ev.add_parser("purge", help="delete callbacks older than inbound_retention_days")
+    tiers = sub.add_parser("tiers", help="tiers: the yearly evaluation")
+    tr = tiers.add_subparsers(dest="tiers_command", required=True, parser_class=_Parser)
+    evaluate = tr.add_parser("evaluate", help="apply the latest yearly evaluation (once per day)")
+    evaluate.add_argument("--at", help="ISO date or datetime (default: now; naive = business)")
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -116,6 +120,13 @@ def _run(args: argparse.Namespace) -> int:
             cli_events, f"{args.events_command}_events"
         )
         return _async(_with_db(settings, command(settings, args)))
+    if args.command == "tiers":
+        from bot import cli_tiers
+
+        tiers_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_tiers, f"{args.tiers_command}_tiers"
+        )
+        return _async(_with_db(settings, tiers_command(settings, args)))
     raise CliError(f"unknown command {args.command}")
 
 

@@ -21,6 +21,7 @@ from bot.config_program import (
     ChatSettings,
     MemberDaySettings,
     MembershipSettings,
+    NotifySettings,
     OaSettings,
     PointsSettings,
     ReferralSettings,
@@ -186,6 +187,7 @@ class Settings(_Section):
     chat: ChatSettings = ChatSettings()
     oa: OaSettings = OaSettings()
     security: SecuritySettings = SecuritySettings()
+    notify: NotifySettings = NotifySettings()
 
     @field_validator("accounts")
     @classmethod

@@ -272,3 +272,12 @@ class SecuritySettings(_Section):
         ):
             raise ValueError("must be 32 bytes as 64 hex characters or base64 (44 characters)")
         return value
+
+
+class NotifySettings(_Section):
+    """Service notices (DESIGN §5): template ids per notice and the daily template quota."""
+
+    # Notice name (its message template, e.g. "tier_changed") → the OA template_id. A
+    # notice without one is never sent as a template message.
+    templates: dict[str, str] = Field(default_factory=dict)
+    template_daily_quota: int = Field(default=100_000, ge=0)

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from bot.background import Background
     from bot.services.binding import BindingService
     from bot.services.members import MemberService
+    from bot.services.notify import Notifier
     from bot.services.referrals import ReferralService
+    from bot.services.tiers import TierService
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class Services:
     background: Background
     binding: BindingService
     referrals: ReferralService
+    notify: Notifier
+    tiers: TierService
     resolve_member: MemberResolver = no_member
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import dev, fallback, follow, help, invite
+from handlers import dev, fallback, follow, help, invite, tier
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
     help.router,
     invite.router,
+    tier.router,
     dev.router,
     fallback.router,
 )

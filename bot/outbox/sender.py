@@ -116,6 +116,8 @@ class Sender:
         payload: dict[str, Any] = row.payload
         if row.channel == "oa_cs":
             await _send_oa_cs(self.clients, row.account, row.recipient, payload)
+        elif row.channel == "oa_template":
+            await _send_oa_template(self.clients, row.account, row.recipient, payload)
         elif row.channel == "wecom_agent":
             await self.clients.wecom().message.send_text(row.recipient, str(payload["text"]))
         else:
@@ -133,3 +135,12 @@ async def _send_oa_cs(clients: Clients, account: str, openid: str, payload: dict
         await message.send_image(openid, str(payload["image"]["media_id"]))
     else:
         await message.send_text(openid, str(payload["text"]))
+
+
+async def _send_oa_template(
+    clients: Clients, account: str, openid: str, payload: dict[str, Any]
+) -> None:
+    message = clients.oa(account).message
+    data = payload["data"]
+    url = str(payload.get("url", ""))
+    await message.send_template(openid, str(payload["template_id"]), data, url)

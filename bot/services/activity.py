@@ -26,13 +26,23 @@ class ActivityRecorder:
     def __init__(self, interval: float = 5.0) -> None:
         self.interval = interval
         self._messages: dict[IdentityKey, datetime] = {}
+        self._events: dict[IdentityKey, datetime] = {}
         self._active: dict[int, datetime] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def touch(self, identity: IdentityKey, member_id: int, at: datetime, message: bool) -> None:
-        """Note activity (and, for a message, the identity's last message time)."""
+    def touch(
+        self,
+        identity: IdentityKey,
+        member_id: int,
+        at: datetime,
+        message: bool,
+        event: bool = False,
+    ) -> None:
+        """Note activity (and the identity's last message, or scan/click event, time)."""
         if message:
             self._messages[identity] = max(at, self._messages.get(identity, at))
+        if event:  # a scan or menu click opens the 60 s customer-service window
+            self._events[identity] = max(at, self._events.get(identity, at))
         self._active[member_id] = max(at, self._active.get(member_id, at))
 
     async def start(self) -> None:
@@ -58,15 +68,18 @@ class ActivityRecorder:
 
     async def flush(self) -> None:
         """Write the coalesced activity now."""
-        if not self._messages and not self._active:
+        if not self._messages and not self._active and not self._events:
             return
         messages, self._messages = self._messages, {}
+        events, self._events = self._events, {}
         active, self._active = self._active, {}
         try:
-            await repo.apply_activity(messages, active)
+            await repo.apply_activity(messages, active, events)
         except Exception:
             for key, at in messages.items():
                 self._messages[key] = max(at, self._messages.get(key, at))
+            for key, at in events.items():
+                self._events[key] = max(at, self._events.get(key, at))
             for member_id, at in active.items():
                 self._active[member_id] = max(at, self._active.get(member_id, at))
             raise

@@ -16,6 +16,8 @@ OA_OPENID = "oa_openid"
 UNIONID = "unionid"
 WECOM_EXTERNAL_USERID = "wecom_external_userid"
 MOBILE_HASH = "mobile_hash"
+# Events that open the 60 s customer-service window (subscribe is recorded by follow()).
+WINDOW_EVENTS = frozenset({"event:scan", "event:click"})
 
 
 class MemberService:
@@ -46,7 +48,10 @@ class MemberService:
         identity = self.oa_identity(inbound)
         member = await self._cached(identity) or await self._load(identity)
         is_message = not inbound.kind.startswith("event:")
-        self.activity.touch(identity, member.id, self.clock.now(), message=is_message)
+        is_event = inbound.kind in WINDOW_EVENTS
+        self.activity.touch(
+            identity, member.id, self.clock.now(), message=is_message, event=is_event
+        )
         return member
 
     async def _cached(self, identity: tuple[str, str, str]) -> MemberRef | None:

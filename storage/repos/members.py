@@ -92,6 +92,10 @@ _TOUCH_IDENTITY = (
     "UPDATE identity SET last_message_at = {0}, cs_sent_since_message = 0 "
     "WHERE kind = {1} AND app = {2} AND value = {3}"
 )
+_TOUCH_EVENT = (
+    "UPDATE identity SET last_event_at = {0}, cs_sent_since_event = 0 "
+    "WHERE kind = {1} AND app = {2} AND value = {3}"
+)
 _TOUCH_MEMBER = (
     "UPDATE member SET last_active_at = {0} "
     "WHERE id = {1} AND (last_active_at IS NULL OR last_active_at < {0})"
@@ -106,12 +110,14 @@ def _sql(template: str, postgres: bool) -> str:
 
 
 async def apply_activity(
-    messages: dict[tuple[str, str, str], datetime], active: dict[int, datetime]
+    messages: dict[tuple[str, str, str], datetime],
+    active: dict[int, datetime],
+    events: dict[tuple[str, str, str], datetime] | None = None,
 ) -> None:
-    """Write batched activity: identities' last message time, members' last activity.
+    """Write batched activity: identities' last message and scan/click times, last activity.
 
-    Two executemany statements per flush; per-row ORM updates cost the event loop more
-    than the database work (bench/callbacks.py). Times are bound in UTC, as the ORM
+    One executemany statement per kind of row per flush; per-row ORM updates cost the
+    event loop more than the database work (bench/callbacks.py). Times are bound in UTC, as the ORM
     stores them, so SQLite's text comparison stays correct.
     """
     conn = connections.get("default")
@@ -120,6 +126,9 @@ async def apply_activity(
         if messages:
             rows = [[utc(at), *identity] for identity, at in messages.items()]
             await tx.execute_many(_sql(_TOUCH_IDENTITY, postgres), rows)
+        if events:
+            rows = [[utc(at), *identity] for identity, at in events.items()]
+            await tx.execute_many(_sql(_TOUCH_EVENT, postgres), rows)
         if active:
             member_rows: list[list[object]] = [
                 [utc, member_id] if postgres else [utc, member_id, utc]

@@ -1,0 +1,198 @@
+"""Notices to one member, through the outbox, on the channel DESIGN §5 allows.
+
+1. An OA customer-service message when the member wrote within 48 h and fewer than 5
+   were sent since, or subscribed/scanned/clicked within 60 s and fewer than 3 were sent
+   since (WeChat answers 45015/45047 otherwise). The slot is claimed in the database.
+2. Else, for service notices only, a template message on a verified service account,
+   when the notice has a configured template_id and the day's template quota lasts.
+3. WeCom through the member's staff is not wired yet: skipped.
+4. Else an ``unreachable`` outbox row with the reason (never sent).
+
+Customer service: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
+Template: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from tortoise.exceptions import IntegrityError
+
+from bot.clock import BusinessClock
+from bot.config import OfficialAccountSettings, Settings
+from bot.services.activity import ActivityRecorder
+from bot.templating import Renderer
+from storage.models import OutboxMessage
+from storage.repos import notify as repo
+from storage.repos.outbox import NewMessage
+
+MESSAGE_WINDOW, MESSAGE_QUOTA = timedelta(hours=48), 5
+EVENT_WINDOW, EVENT_QUOTA = timedelta(seconds=60), 3
+CS, TEMPLATE = "oa_cs", "oa_template"
+Kind = Literal["service", "marketing"]
+
+
+class NotifyError(ValueError):
+    """A notice asked for something the policy does not know (kind, account)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyOutcome:
+    """Where a notice went: ``oa_cs``, ``oa_template`` or ``unreachable`` (with why)."""
+
+    channel: str
+    outbox_id: int
+    account: str = ""
+    reason: str = ""
+    duplicate: bool = False
+
+
+def _outcome(row: OutboxMessage, duplicate: bool = False) -> NotifyOutcome:
+    channel = repo.UNREACHABLE if row.status == repo.UNREACHABLE else row.channel
+    return NotifyOutcome(channel, int(row.id), row.account, row.reason, duplicate)
+
+
+class Notifier:
+    """Chooses the channel for each notice and enqueues it once per key."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: BusinessClock,
+        renderer: Renderer,
+        activity: ActivityRecorder | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.renderer = renderer
+        self.activity = activity
+        self.wake = wake
+
+    async def notify(
+        self,
+        member_id: int,
+        template: str,
+        variables: Mapping[str, Any],
+        *,
+        key: str,
+        kind: Kind = "service",
+        account: str | None = None,
+    ) -> NotifyOutcome:
+        """Send notice ``template`` once per ``key`` on the first channel the policy allows."""
+        if kind not in ("service", "marketing"):
+            raise NotifyError(f"kind must be service or marketing, not {kind!r}")
+        accounts = self._accounts(account)
+        outbox_key = f"notify:{key}"
+        existing = await repo.find_message(outbox_key)
+        if existing is not None:
+            return _outcome(existing, duplicate=True)
+        if self.activity is not None:
+            await self.activity.flush()  # the last message times are batched in memory
+        text = self.renderer.render(template, **variables)
+        notice = _Notice(member_id, template, text, outbox_key, kind, dict(variables))
+        try:
+            outcome = await self._send(notice, accounts)
+        except IntegrityError:
+            row = await repo.find_message(outbox_key)
+            if row is None:
+                raise
+            return _outcome(row, duplicate=True)
+        if outcome.channel != repo.UNREACHABLE and self.wake is not None:
+            self.wake()
+        return outcome
+
+    def _accounts(self, account: str | None) -> dict[str, OfficialAccountSettings]:
+        if account is None:
+            return dict(self.settings.accounts)
+        if account not in self.settings.accounts:
+            raise NotifyError(f"no Official Account named {account!r}")
+        return {account: self.settings.accounts[account]}
+
+    async def _send(
+        self, notice: _Notice, accounts: dict[str, OfficialAccountSettings]
+    ) -> NotifyOutcome:
+        now = self.clock.now()
+        by_app: dict[str, list[str]] = {}
+        for name, oa in accounts.items():
+            by_app.setdefault(oa.appid, []).append(name)
+        identities = await repo.oa_identities(notice.member_id, list(by_app))
+        targets = [(name, ident) for ident in identities for name in by_app[ident.app]]
+        for name, ident in targets:
+            row = await self._customer_service(notice, name, ident, now)
+            if row is not None:
+                return _outcome(row)
+        reasons = ["no customer-service window"] if targets else ["no followed OA identity"]
+        if notice.kind == "service" and targets:
+            row, why = await self._template(notice, targets, now)
+            if row is not None:
+                return _outcome(row)
+            reasons.append(why)
+        elif notice.kind == "marketing":
+            reasons.append("template messages never carry marketing")
+        unreachable = notice.row("none", "", "", {"text": notice.text})
+        return _outcome(await repo.record_unreachable(unreachable, now, "; ".join(reasons)))
+
+    async def _customer_service(
+        self, notice: _Notice, account: str, ident: repo.OaIdentity, now: datetime
+    ) -> OutboxMessage | None:
+        message = repo.Window(now - MESSAGE_WINDOW, MESSAGE_QUOTA)
+        event = repo.Window(now - EVENT_WINDOW, EVENT_QUOTA)
+        row = notice.row(CS, account, ident.openid, {"text": notice.text})
+        return await repo.enqueue_in_window(ident.id, message, event, row, now)
+
+    async def _template(
+        self, notice: _Notice, targets: list[tuple[str, repo.OaIdentity]], now: datetime
+    ) -> tuple[OutboxMessage | None, str]:
+        template_id = self.settings.notify.templates.get(notice.template, "")
+        if not template_id:
+            return None, f"no template_id configured for {notice.template}"
+        verified = [(n, i) for n, i in targets if _verified_service(self.settings.accounts[n])]
+        if not verified:
+            return None, "no verified service account for template messages"
+        start, end = self._today(now)
+        quota = self.settings.notify.template_daily_quota
+        for name, ident in verified:
+            if await repo.templates_between(name, start, end) >= quota:
+                continue
+            payload = {"template_id": template_id, "data": notice.template_data(), "url": ""}
+            row = notice.row(TEMPLATE, name, ident.openid, payload)
+            return await repo.enqueue_template(row, now), ""
+        return None, "daily template quota used up"
+
+    def _today(self, now: datetime) -> tuple[datetime, datetime]:
+        day = now.astimezone(self.settings.tz).date()
+        start = datetime.combine(day, datetime.min.time(), self.settings.tz)
+        return start, start + timedelta(days=1)
+
+
+def _verified_service(oa: OfficialAccountSettings) -> bool:
+    return oa.type == "service" and oa.verified
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    member_id: int
+    template: str
+    text: str
+    key: str
+    kind: Kind
+    variables: dict[str, Any]
+
+    def row(self, channel: str, account: str, openid: str, payload: dict[str, Any]) -> NewMessage:
+        return NewMessage(self.key, channel, account, openid, payload, "notice", self.member_id)
+
+    def template_data(self) -> dict[str, dict[str, str]]:
+        """The template's fields: the rendered notice as ``first``, each variable by name."""
+        data = {"first": {"value": self.text}}
+        data.update({k: {"value": _plain(v)} for k, v in self.variables.items()})
+        return data
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "、".join(str(v) for v in value)
+    return str(value)
