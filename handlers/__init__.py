@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import dev, fallback, follow, help
+from handlers import birthday, dev, fallback, follow, help, points
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
     help.router,
+    points.router,
+    birthday.router,
     dev.router,
     fallback.router,
 )
