@@ -82,6 +82,7 @@ def _points_parser(sub: Any) -> None:
     cmd = pts.add_subparsers(dest="points_command", required=True, parser_class=_Parser)
     expire = cmd.add_parser("expire", help="write expiry entries for lots past due")
     expire.add_argument("--at", help="ISO date or datetime (default now, business time)")
+    expire.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
     rec = cmd.add_parser("reconcile", help="check balances against the ledger (exit 1: breaks)")
     rec.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
 
@@ -106,6 +107,7 @@ def _oa_parser(sub: Any) -> None:
     menu_cmd = menu.add_subparsers(dest="menu_command", required=True, parser_class=_Parser)
     publish = menu_cmd.add_parser("publish", help="push [oa.menu] from the settings")
     publish.add_argument("--account", help="Official Account name (default: the first)")
+    publish.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

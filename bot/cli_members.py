@@ -57,7 +57,7 @@ def render(profile: member_profile.Profile, tz: ZoneInfo) -> list[str]:
     """The readable text of a profile."""
     return [
         *_header(profile.member, profile.mobile, tz),
-        *_section("identities", [_identity(i, tz) for i in profile.identities]),
+        *_section("identities", [_identity(i, tz, profile.mobile) for i in profile.identities]),
         *_section("ledger (latest 20)", [_entry(e, tz) for e in profile.entries]),
         *_section("open lots", [_lot(lot, tz) for lot in profile.lots]),
         *_section("tags", [_tag(t) for t in profile.tags]),
@@ -83,12 +83,16 @@ def _section(title: str, lines: list[str]) -> list[str]:
     return [f"{title}:", *(f"  {line}" for line in lines)] if lines else [f"{title}: none"]
 
 
-def _identity(row: dict[str, Any], tz: ZoneInfo) -> str:
-    value = f"{row['value'][:12]}…" if row["kind"] == "mobile_hash" else row["value"]
+def _identity(row: dict[str, Any], tz: ZoneInfo, mobile: str) -> str:
+    value = row["value"]
+    if row["kind"] == "mobile_hash":  # the value is a keyed hash: show the number masked
+        value = mobile or f"hash {value[:12]}…"
+    line = f"{row['kind']:<22} app={row['app'] or '-':<20} {value}"
+    if row["kind"] != "oa_openid":
+        return line
     state = "followed" if row["followed"] else "not followed"
     return (
-        f"{row['kind']:<22} app={row['app'] or '-':<20} {value}  {state}"
-        f"  followed_at={_when(row['followed_at'], tz)}"
+        f"{line}  {state}  followed_at={_when(row['followed_at'], tz)}"
         f"  unfollowed_at={_when(row['unfollowed_at'], tz)}"
     )
 

@@ -11,6 +11,7 @@ from bot.app import build_services
 from bot.clients.errors import ApiError, OutcomeUnknown
 from bot.config import Settings
 from bot.config_program import MenuButton
+from storage.repos import audit_log
 
 
 def menu_payload(buttons: tuple[MenuButton, ...]) -> list[dict[str, Any]]:
@@ -36,6 +37,7 @@ async def publish_menu(settings: Settings, args: argparse.Namespace) -> int:
     if account not in settings.accounts:
         raise CliError(f"no Official Account named {account!r} in the settings")
     services = build_services(settings)
+    now = services.clock.now()
     await services.clients.start()
     try:
         await services.clients.oa(account).menu.create(menu_payload(settings.oa.menu))
@@ -44,5 +46,7 @@ async def publish_menu(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await services.clients.close()
         await services.cache.close()
+    detail = {"buttons": menu_payload(settings.oa.menu)}
+    await audit_log.record(args.actor, "oa.menu.publish", f"oa:{account}", detail, now)
     print(f"published {len(settings.oa.menu)} menu buttons to {account}")
     return 0

@@ -29,11 +29,12 @@ def _now(settings: Settings) -> datetime:
 
 async def expire_points(settings: Settings, args: argparse.Namespace) -> int:
     """Write expiry entries for every lot due at --at (default now)."""
-    now = parse_at(args.at, settings) if args.at else _now(settings)
-    run = await points_report.expire(now)
+    now = _now(settings)
+    due = parse_at(args.at, settings) if args.at else now
+    run = await points_report.expire(due, actor=args.actor, now=now)
     print(
         f"expired {run.points} points in {run.entries} entries "
-        f"(lots due by {now.isoformat(timespec='seconds')})"
+        f"(lots due by {due.isoformat(timespec='seconds')})"
     )
     return 0
 

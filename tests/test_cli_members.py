@@ -99,7 +99,7 @@ def test_show_by_code_openid_and_mobile(
     assert "13800138000" not in out
     assert "oa_openid" in out
     assert "oShow1  followed  followed_at=2026-05-20 09:30:00" in out
-    assert "mobile_hash" in out
+    assert "mobile_hash            app=-                    138****8000" in out
     assert "signin" in out
     assert "+30" in out
     assert "remaining       30 of 30" in out
@@ -166,6 +166,7 @@ def test_adjust_points_is_audited_idempotent_and_may_leave_debt(
 async def test_menu_publish_reaches_the_fake_platform(
     db_url: str, tmp_path: Path, aiohttp_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    await asyncio.to_thread(with_db, db_url, lambda: AuditLog.all().count(), fresh=True)
     settings = load_settings(write_config(tmp_path, db_url, MENU))
     platform = FakePlatform.from_settings(settings)
     server = await aiohttp_server(create_fake_app(platform))
@@ -184,6 +185,8 @@ async def test_menu_publish_reaches_the_fake_platform(
             ],
         },
     ]
+    audit = await asyncio.to_thread(with_db, db_url, lambda: AuditLog.get(action="oa.menu.publish"))
+    assert (audit.actor, audit.target, len(audit.detail["buttons"])) == ("cli", "oa:brand", 2)
     platform.fail("oa", "cgi-bin/menu/create", errcode=40016)
     assert await asyncio.to_thread(main, ["--config", config, "oa", "menu", "publish"]) == 2
     err = capsys.readouterr().err

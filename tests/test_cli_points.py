@@ -51,6 +51,9 @@ def test_expire_across_the_year_boundary(
     assert with_db(db_url, lambda: points.repo.totals(member)) == (10, 0)
     kinds = with_db(db_url, lambda: PointsEntry.filter(kind="expire").count())
     assert kinds == 2
+    runs = with_db(db_url, lambda: AuditLog.filter(action="points.expire").order_by("id"))
+    assert [(r.detail["entries"], r.detail["points"]) for r in runs] == [(0, 0), (2, 60), (0, 0)]
+    assert runs[1].detail["due"] == "2027-01-01T00:00:00+08:00"
     assert main(["--config", config, "points", "expire", "--at", "next year"]) == 2
     assert "is not an ISO date" in capsys.readouterr().err
 

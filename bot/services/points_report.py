@@ -10,6 +10,7 @@ from bot.services import points
 from storage.repos import audit_log, member_view
 
 RECONCILE_ACTION = "points.reconcile"
+EXPIRE_ACTION = "points.expire"
 LISTED = 50  # member ids kept in the audit row
 
 
@@ -31,11 +32,13 @@ class ReconcileReport:
     next_month_expiry: int
 
 
-async def expire(now: datetime) -> ExpiryRun:
-    """Expire every lot due at ``now``; entries and points written by this pass."""
+async def expire(due: datetime, *, actor: str, now: datetime) -> ExpiryRun:
+    """Expire every lot due at ``due``; what this pass wrote, recorded in the AuditLog."""
     watermark = await member_view.last_entry_id()
-    await points.expire_due(now)
+    await points.expire_due(due)
     entries, amount = await member_view.expired_since(watermark)
+    detail = {"due": due.isoformat(), "entries": entries, "points": amount}
+    await audit_log.record(actor, EXPIRE_ACTION, "points", detail, now)
     return ExpiryRun(entries, amount)
 
 
