@@ -22,6 +22,7 @@ from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
 from bot.context import LateReplyHook, MemberResolver, Services
 from bot.metrics import Metrics
+from bot.metrics_points import refresh_points_breaks
 from bot.middlewares import default_middlewares
 from bot.outbox.late import OutboxLateReplies
 from bot.outbox.lock import SenderLock
@@ -276,4 +277,5 @@ async def _db_ok() -> bool:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition."""
     m = request.app[METRICS]
+    await refresh_points_breaks(m, request.app[SERVICES].wall.time())
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})

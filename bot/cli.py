@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bot.config import ConfigError, Settings, load_settings
 
@@ -73,9 +73,45 @@ def build_parser() -> argparse.ArgumentParser:
     tr = tiers.add_subparsers(dest="tiers_command", required=True, parser_class=_Parser)
     evaluate = tr.add_parser("evaluate", help="apply the latest yearly evaluation (once per day)")
     evaluate.add_argument("--at", help="ISO date or datetime (default: now; naive = business)")
+    _points_parser(sub)
+    _members_parser(sub)
+    _oa_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _points_parser(sub: Any) -> None:
+    pts = sub.add_parser("points", help="expire lots, reconcile the ledger")
+    cmd = pts.add_subparsers(dest="points_command", required=True, parser_class=_Parser)
+    expire = cmd.add_parser("expire", help="write expiry entries for lots past due")
+    expire.add_argument("--at", help="ISO date or datetime (default now, business time)")
+    expire.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+    rec = cmd.add_parser("reconcile", help="check balances against the ledger (exit 1: breaks)")
+    rec.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+
+
+def _members_parser(sub: Any) -> None:
+    members = sub.add_parser("members", help="show a member, correct their points")
+    cmd = members.add_subparsers(dest="members_command", required=True, parser_class=_Parser)
+    show = cmd.add_parser("show", help="identities, tier, ledger, lots, tags, consent")
+    show.add_argument("member", help="member code, mobile number or openid")
+    adjust = cmd.add_parser("adjust-points", help="add or take points (audited)")
+    adjust.add_argument("member", help="member code, mobile number or openid")
+    adjust.add_argument("delta", type=int, help="points to add (negative to take)")
+    adjust.add_argument("--reason", required=True, help="why (kept in the ledger and audit log)")
+    adjust.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    adjust.add_argument("--key", help="idempotency key (default: a new one, printed)")
+
+
+def _oa_parser(sub: Any) -> None:
+    oa = sub.add_parser("oa", help="Official Account set-up")
+    cmd = oa.add_subparsers(dest="oa_command", required=True, parser_class=_Parser)
+    menu = cmd.add_parser("menu", help="the custom menu")
+    menu_cmd = menu.add_subparsers(dest="menu_command", required=True, parser_class=_Parser)
+    publish = menu_cmd.add_parser("publish", help="push [oa.menu] from the settings")
+    publish.add_argument("--account", help="Official Account name (default: the first)")
+    publish.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,7 +163,20 @@ def _run(args: argparse.Namespace) -> int:
             cli_tiers, f"{args.tiers_command}_tiers"
         )
         return _async(_with_db(settings, tiers_command(settings, args)))
+    if args.command in ("points", "members", "oa"):
+        return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")
+
+
+def _operator_command(settings: Settings, args: argparse.Namespace) -> Awaitable[int]:
+    from bot import cli_members, cli_oa, cli_points
+
+    if args.command == "points":
+        return getattr(cli_points, f"{args.points_command}_points")(settings, args)  # type: ignore[no-any-return]
+    if args.command == "members":
+        name = args.members_command.replace("-", "_")
+        return getattr(cli_members, f"{name}_members")(settings, args)  # type: ignore[no-any-return]
+    return cli_oa.publish_menu(settings, args)
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8)
@@ -46,6 +46,12 @@ class Metrics:
             ("platform",),
             registry=self.registry,
         )
+        self.points_breaks = Gauge(
+            "scrm_points_breaks",
+            "Members out of balance in the latest recorded points reconcile",
+            registry=self.registry,
+        )
+        self.points_breaks_read_at: float | None = None  # wall time of the last read
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import dev, fallback, follow, help, invite, tier
+from handlers import birthday, dev, fallback, follow, help, invite, points, tier
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
     help.router,
     invite.router,
     tier.router,
+    points.router,
+    birthday.router,
     dev.router,
     fallback.router,
 )

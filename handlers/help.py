@@ -8,23 +8,21 @@ from wechatpy.events import ClickEvent
 from wechatpy.messages import TextMessage
 
 from bot.context import Ctx
-from bot.filters import Keyword, MenuKey
+from bot.filters import Command, CommandKey
 from bot.replies import Reply
 from bot.routing import Router
 from bot.wechat.wecom_events import AgentClick, AgentText
 
 router = Router("help")
 
-HELP_WORDS = ("帮助", "help", "?", "？", "菜单", "menu")
 
-
-@router.on((TextMessage, AgentText), Keyword(*HELP_WORDS))
+@router.on((TextMessage, AgentText), Command("help"))
 async def help_text(event: Any, ctx: Ctx) -> Reply:
     """Answer 帮助 with the list of commands."""
     return ctx.render("help", platform=ctx.inbound.platform)
 
 
-@router.on((ClickEvent, AgentClick), MenuKey("HELP", "help"))
+@router.on((ClickEvent, AgentClick), CommandKey("help"))
 async def help_menu(event: Any, ctx: Ctx) -> Reply:
     """The 帮助 menu button."""
     return ctx.render("help", platform=ctx.inbound.platform)

@@ -1,0 +1,67 @@
+"""A member's whole record for operators (``members show``): find by code, mobile, openid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.services import mobile
+from bot.services.pii import BadToken, InvalidMobile, MissingKey, MobileVault, normalize
+from storage.models import Member
+from storage.repos import member_view
+
+LEDGER_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Everything ``members show`` prints."""
+
+    member: Member
+    mobile: str
+    identities: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+    lots: list[dict[str, Any]]
+    tags: list[dict[str, Any]]
+    consents: list[dict[str, Any]]
+
+
+def is_mobile(ref: str) -> bool:
+    """True when the reference reads as a mainland mobile number."""
+    try:
+        normalize(ref)
+    except InvalidMobile:
+        return False
+    return True
+
+
+async def find(ref: str, vault: MobileVault) -> Member | None:
+    """The member by mobile number (needs the keys), public code, or any identity value."""
+    if is_mobile(ref):
+        return await mobile.find_member(vault, ref)
+    return await member_view.member_by_code(ref) or await member_view.member_by_identity(ref)
+
+
+def masked_mobile(member: Member, vault: MobileVault) -> str:
+    """The member's number masked (138****8000), or why it cannot be shown."""
+    if not member.mobile_cipher:
+        return ""
+    try:
+        return vault.mask(vault.decrypt(member.mobile_cipher))
+    except MissingKey:
+        return "(encrypted; security.mobile_key not configured)"
+    except BadToken:
+        return "(does not decrypt under the configured key)"
+
+
+async def load(member: Member, vault: MobileVault) -> Profile:
+    """The member's identities, ledger, open lots, tags and consent records."""
+    return Profile(
+        member=member,
+        mobile=masked_mobile(member, vault),
+        identities=await member_view.identities(member.id),
+        entries=await member_view.recent_entries(member.id, LEDGER_LINES),
+        lots=await member_view.open_lots(member.id),
+        tags=await member_view.tags(member.id),
+        consents=await member_view.consents(member.id),
+    )
