@@ -133,7 +133,10 @@ def _intake(app: web.Application, ov: Overrides) -> Intake:
         deduper=Deduper(services.cache, services.keys),
         recorder=app[RECORDER],
         budget=ov.budget or TimeoutBudget(services.settings.server.reply_budget_seconds),
-        late_hook=ov.late_hook or OutboxLateReplies(services.clock, app[SENDER].wake),
+        late_hook=ov.late_hook
+        or OutboxLateReplies(
+            services.clock, app[SENDER].wake, services.settings, services.members.activity
+        ),
         metrics=app[METRICS],
     )
 

@@ -13,8 +13,11 @@ from bot.appkeys import SENDER, SERVICES
 from bot.clock import BusinessClock
 from bot.config import Settings
 from bot.context import Services
+from bot.outbox.late import OutboxLateReplies
 from bot.outbox.sender import Sender
+from bot.replies import TextReply
 from bot.services.notify import NotifyOutcome
+from bot.wechat.inbound import Inbound
 from storage import db
 from storage.cache import Cache
 from storage.keys import KeyBuilder
@@ -287,3 +290,21 @@ async def test_concurrent_notices_claim_exactly_the_five_slots(
     assert (await Identity.get(member_id=member_id)).cs_sent_since_message == 5
     await Sender(services.clients, services.clock).drain()
     assert await OutboxMessage.filter(channel="oa_cs", status="sent").count() == 5
+
+
+async def test_a_late_reply_takes_one_of_the_five_customer_service_slots(
+    services: Services, fake: FakeServer, wall: FakeWall
+) -> None:
+    member_id = await member_on(services, "oLate")
+    message(services, fake, member_id, "oLate")
+    hook = OutboxLateReplies(
+        services.clock, lambda: None, services.settings, services.members.activity
+    )
+    inbound = Inbound(
+        "oa", "brand", None, "text", "oLate", "gh_brand", int(wall.now), "oa:brand:msg:77", ""
+    )
+    await hook(inbound, TextReply("late"))
+    await hook(inbound, TextReply("late"))  # a repeat of the same late reply counts nothing
+    outcomes = [await notice(services, member_id, f"after-late-{i}") for i in range(5)]
+    assert [o.channel for o in outcomes] == ["oa_cs"] * 4 + ["unreachable"]
+    assert await OutboxMessage.filter(idempotency_key="late:oa:brand:msg:77").count() == 1

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.clock import BusinessClock
+from bot.config import Settings
 from bot.replies import ImageReply, NewsReply, Reply, TextReply
+from bot.services.activity import ActivityRecorder
 from bot.wechat.inbound import Inbound
-from storage.repos import outbox
+from storage.repos import notify, outbox
 
 
 def reply_payload(reply: Reply) -> dict[str, Any] | None:
@@ -29,11 +31,24 @@ def reply_payload(reply: Reply) -> dict[str, Any] | None:
 
 
 class OutboxLateReplies:
-    """The intake's late-reply hook: an OA customer-service or WeCom agent message row."""
+    """The intake's late-reply hook: an OA customer-service or WeCom agent message row.
 
-    def __init__(self, clock: BusinessClock, wake: Callable[[], None]) -> None:
+    An OA late reply is a customer-service message: it is counted against the member's
+    window in the database like every notice (after the batched activity is written, so
+    the member's own message has reset the counters first).
+    """
+
+    def __init__(
+        self,
+        clock: BusinessClock,
+        wake: Callable[[], None],
+        settings: Settings | None = None,
+        activity: ActivityRecorder | None = None,
+    ) -> None:
         self.clock = clock
         self.wake = wake
+        self.settings = settings
+        self.activity = activity
 
     async def __call__(self, inbound: Inbound, reply: Reply) -> None:
         """Enqueue the reply once per callback (keyed by its dedupe key)."""
@@ -49,5 +64,12 @@ class OutboxLateReplies:
             payload=payload,
             source="late_reply",
         )
-        await outbox.enqueue(message, self.clock.now())
+        if inbound.platform == "oa" and self.settings is not None:
+            if self.activity is not None:
+                await self.activity.flush()
+            appid = self.settings.accounts[inbound.account].appid
+            identity = (notify.OA_OPENID, appid, inbound.sender)
+            await notify.enqueue_reply_counted(identity, message, self.clock.now())
+        else:
+            await outbox.enqueue(message, self.clock.now())
         self.wake()

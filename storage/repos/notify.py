@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
@@ -123,3 +124,27 @@ async def record_unreachable(row: NewMessage, now: datetime, reason: str) -> Out
 async def find_message(key: str) -> OutboxMessage | None:
     """The outbox row written under a key."""
     return await OutboxMessage.get_or_none(idempotency_key=key)
+
+
+async def enqueue_reply_counted(
+    identity: tuple[str, str, str], row: NewMessage, now: datetime
+) -> OutboxMessage:
+    """Enqueue a late reply and count it against the identity's customer-service windows.
+
+    A late reply answers the member's own message, so its window is open; it is counted
+    all the same (one transaction with the row), or the next notice would claim a slot
+    WeChat no longer grants (45047). A repeat with the same key counts nothing.
+    """
+    existing = await find_message(row.idempotency_key)
+    if existing is not None:
+        return existing
+    kind, app, value = identity
+    try:
+        async with in_transaction():
+            await Identity.filter(kind=kind, app=app, value=value).update(
+                cs_sent_since_message=F("cs_sent_since_message") + 1,
+                cs_sent_since_event=F("cs_sent_since_event") + 1,
+            )
+            return await _create(row, now)
+    except IntegrityError:
+        return await OutboxMessage.get(idempotency_key=row.idempotency_key)
