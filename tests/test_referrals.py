@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from storage.cache import MemoryCache
-from storage.models import Member, PointsEntry
+from storage.models import Member, OutboxMessage, PointsEntry
 from tests.conftest import AppMaker, base_config, make_settings
 from tests.fakes import FakeWall
 from tests.helpers import oa_crypto, oa_text, post_oa, reply_fields
@@ -40,6 +40,9 @@ async def test_a_new_member_rewards_the_referrer_once(
     await referrer.refresh_from_db()
     assert referrer.points_balance == 40
     assert await _rewards(referrer) == [f"referral:{new.id}"]
+    notice = await OutboxMessage.get(idempotency_key=f"notify:referral:{new.id}")
+    assert notice.member_id == referrer.id
+    assert "40 积分已到账" in notice.payload["text"]
     # re-subscribing through the same code: not new any more
     await _send(client, settings, wall, lambda at: _event("oNew", "unsubscribe", at))
     again = await _subscribe(client, settings, wall, "oNew", f"qrscene_ref_{referrer.code}")

@@ -27,6 +27,7 @@ from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
 from bot.context import MemberRef
 from bot.services import points
+from bot.services.notify import Notifier
 from storage.cache import Cache
 from storage.keys import KeyBuilder
 from storage.repos import referrals as repo
@@ -79,7 +80,9 @@ class ReferralService:
         clock: BusinessClock,
         wall: WallClock,
         clients: Clients,
+        notify: Notifier | None = None,
     ) -> None:
+        self.notify = notify
         self.settings = settings
         self.cache = cache
         self.keys = keys
@@ -105,9 +108,24 @@ class ReferralService:
             return ReferralOutcome("not_new", referrer)
         if not await repo.set_referrer(member.id, referrer):
             return ReferralOutcome("not_new", referrer)
-        # The referrer's notice ("好友已关注, +N 积分") belongs to the notify service built
-        # on another branch; the lead wires it here, after the reward, from this outcome.
-        return ReferralOutcome("rewarded", referrer, await self._reward(referrer, member.id))
+        awarded = await self._reward(referrer, member.id)
+        if awarded is not None:
+            await self._tell_referrer(referrer, member.id, awarded)
+        return ReferralOutcome("rewarded", referrer, awarded.amount if awarded else 0)
+
+    async def _tell_referrer(
+        self, referrer_id: int, member_id: int, awarded: points.LedgerResult
+    ) -> None:
+        """The referrer's service notice; a failure is logged (the points are credited)."""
+        if self.notify is None:
+            return
+        variables = {"points": awarded.amount, "balance": awarded.balance}
+        try:
+            await self.notify.notify(
+                referrer_id, "referral_rewarded", variables, key=f"referral:{member_id}"
+            )
+        except Exception:
+            log.exception("referral notice failed", extra={"member_id": referrer_id})
 
     async def _genuinely_new(self, member: MemberRef, followed_before: bool) -> bool:
         if followed_before:
@@ -117,10 +135,10 @@ class ReferralService:
         state = await repo.newcomer(member.id)
         return not state.has_ledger and state.referred_by_id is None
 
-    async def _reward(self, referrer_id: int, member_id: int) -> int:
+    async def _reward(self, referrer_id: int, member_id: int) -> points.LedgerResult | None:
         base = self.settings.referral.points
         if base <= 0:
-            return 0
+            return None
         now = self.clock.now()
         result = await points.earn(
             referrer_id,
@@ -132,7 +150,7 @@ class ReferralService:
             source="referral",
             ref=f"member:{member_id}",
         )
-        return 0 if result.duplicate else result.amount
+        return None if result.duplicate else result
 
     async def invite(self, account: str, code: str) -> Invite:
         """The member's referral QR: image when it could be uploaded, else just the link."""
