@@ -28,6 +28,7 @@ from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.members import MemberService
+from bot.services.signin import SignInService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
@@ -103,6 +104,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         renderer=Renderer(),
         clients=clients,
         members=members,
+        signin=SignInService(settings),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

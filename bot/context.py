@@ -18,6 +18,7 @@ from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
     from bot.services.members import MemberService
+    from bot.services.signin import SignInService
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class Services:
     renderer: Renderer
     clients: Clients
     members: MemberService
+    signin: SignInService
     resolve_member: MemberResolver = no_member
 
 
