@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -257,7 +257,7 @@ async def test_reconcile_after_a_mix_of_sign_ins_and_ledger_operations(
 # --- round trips -----------------------------------------------------------------------
 
 
-async def test_the_common_case_takes_one_statement_on_postgresql(
+async def test_round_trips_of_the_common_case_and_of_a_repeat(
     service: SignInService, member: int, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await service.sign_in(member, T0)  # warm
@@ -317,8 +317,8 @@ async def test_sign_in_by_text_and_by_menu_through_the_callback(
     other = await say(oa_text("打卡", openid="oSigner"))
     assert "连续签到 2 天" in other
     assert await SignIn.all().count() == 2
-    await _flush(client)
-    assert (await Member.get()).last_active_at is not None  # recorded by resolve()
+    await _flush(client)  # resolve() records every message and click as activity
+    assert (await Member.get()).last_active_at == datetime.fromtimestamp(wall.now, UTC)
     await assert_reconciled()
 
 

@@ -88,10 +88,8 @@ class Attempt:
         ]
 
 
-_PG_TYPES = (
-    *("bigint", "date", "date", "bigint", "timestamptz"),
-    *("varchar", "timestamptz", "varchar", "varchar", "varchar"),
-)
+_PG_TYPES: tuple[str, ...] = ("bigint", "date", "date", "bigint", "timestamptz", "varchar")
+_PG_TYPES += ("timestamptz", "varchar", "varchar", "varchar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,12 +262,11 @@ async def _sqlite_entry(
     tx: BaseDBAsyncClient, attempt: Attempt, base: int, tier_multiplier: int, award: int
 ) -> None:
     """The earning's entry and lot, as the ledger writes them (SQLite)."""
-    p = attempt.params()
-    entry = [attempt.member_id, attempt.key, award, base, tier_multiplier, attempt.day_multiplier]
-    rows = await tx.execute_query_dict(_SQLITE_ENTRY, [*entry, p[7], p[8], p[9], p[4]])
+    member_id, _, _, day_multiplier, now, key, expires_at, *labels = attempt.params()
+    entry = [member_id, key, award, base, tier_multiplier, day_multiplier, *labels, now]
+    rows = await tx.execute_query_dict(_SQLITE_ENTRY, entry)
     if award > 0:
-        lot = [attempt.member_id, rows[0]["id"], award, p[6], p[4]]
-        await tx.execute_query(_SQLITE_LOT, lot)
+        await tx.execute_query(_SQLITE_LOT, [member_id, rows[0]["id"], award, expires_at, now])
 
 
 _TODAY = (
