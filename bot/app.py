@@ -33,6 +33,7 @@ from bot.services.binding import BindingService
 from bot.services.members import MemberService
 from bot.services.notify import Notifier
 from bot.services.referrals import ReferralService
+from bot.services.signin import SignInService
 from bot.services.tiers import TierService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
@@ -119,6 +120,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         referrals=ReferralService(settings, cache, keys, clock, wall, clients, notify),
         notify=notify,
         tiers=TierService(settings, clock, notify),
+        signin=SignInService(settings),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
     from bot.services.referrals import ReferralService
+    from bot.services.signin import SignInService
     from bot.services.tiers import TierService
 
 
@@ -75,6 +76,7 @@ class Services:
     referrals: ReferralService
     notify: Notifier
     tiers: TierService
+    signin: SignInService
     resolve_member: MemberResolver = no_member
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import birthday, dev, fallback, follow, help, invite, points, tier
+from handlers import birthday, dev, fallback, follow, help, invite, points, signin, tier
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
+    signin.router,
     help.router,
-    invite.router,
-    tier.router,
     points.router,
+    tier.router,
     birthday.router,
+    invite.router,
     dev.router,
     fallback.router,
 )
