@@ -106,6 +106,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     background = Background()
     renderer = Renderer()
     notify = Notifier(settings, clock, renderer, members.activity)
+    tiers = TierService(settings, clock, notify)
     return Services(
         settings=settings,
         clock=clock,
@@ -119,8 +120,8 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         binding=BindingService(settings, cache, keys, clock, clients, background),
         referrals=ReferralService(settings, cache, keys, clock, wall, clients, notify),
         notify=notify,
-        tiers=TierService(settings, clock, notify),
-        signin=SignInService(settings),
+        tiers=tiers,
+        signin=SignInService(settings, tiers),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

@@ -10,12 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.app import build_services
 from bot.config import Settings
 from bot.services import points
 from bot.services.signin import SignInResult, SignInService
 from handlers.signin import times
 from storage import db
-from storage.models import Member, PointsAllocation, PointsEntry, PointsLot, SignIn
+from storage.models import GrowthEntry, Member, PointsAllocation, PointsEntry, PointsLot, SignIn
 from storage.repos.points import UnknownMember
 from tests.conftest import AppMaker, base_config, make_settings
 from tests.fakes import FakeWall
@@ -338,3 +339,29 @@ async def _flush(client: Any) -> None:
     from bot.appkeys import SERVICES
 
     await client.app[SERVICES].members.activity.flush()
+
+
+async def test_growth_per_sign_in_raises_the_tier_once_per_day(database: str) -> None:
+    settings = make_settings(
+        base_config(database),
+        signin={"growth": 1000},
+        membership={
+            "tiers": [
+                {"code": "basic", "name": "普卡", "threshold": 0},
+                {"code": "silver", "name": "银卡", "threshold": 2000, "multiplier": 2.0},
+            ]
+        },
+    )
+    services = build_services(settings)
+    service = services.signin
+    member_id = await new_member()
+    first = await service.sign_in(member_id, T0)
+    again = await service.sign_in(member_id, T0 + timedelta(hours=1))
+    second = await service.sign_in(member_id, T0 + timedelta(days=1))
+    third = await service.sign_in(member_id, T0 + timedelta(days=2))
+    member = await Member.get(id=member_id)
+    assert (member.growth, member.tier) == (3000, "silver")
+    assert (first.points, again.points, second.points) == (5, 0, 5)
+    assert third.points == 10  # the tier reached by yesterday's growth doubles today's
+    assert await GrowthEntry.filter(member_id=member_id, source="signin").count() == 3
+    await assert_reconciled()

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 
 from bot.config import Settings
 from bot.services import calendar, points
+from bot.services.tiers import TierService
 from storage.repos import signin as repo
 
 
@@ -60,12 +61,14 @@ class SignInResult:
 class SignInService:
     """Signs members in; the rules come from the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tiers: TierService | None = None) -> None:
         self.settings = settings
-        tiers = settings.membership.tiers
+        self.tiers = tiers
         self.rules = repo.Rules(
             rewards=settings.signin.rewards,
-            tier_multipliers=tuple((t.code, t.multiplier_per_mille) for t in tiers),
+            tier_multipliers=tuple(
+                (t.code, t.multiplier_per_mille) for t in settings.membership.tiers
+            ),
             default_tier_multiplier=settings.membership.tier("").multiplier_per_mille,
         )
 
@@ -92,7 +95,21 @@ class SignInService:
             points.lot_expiry(now, self.settings.tz),
         )
         outcome = await repo.sign_in(attempt, self.rules)
+        if outcome.signed:
+            await self._grow(member_id, day, now)
         return self._result(day, day_multiplier, outcome)
+
+    async def _grow(self, member_id: int, day: date, now: datetime) -> None:
+        """Growth per sign-in (``[signin] growth``, off by default), keyed by the day.
+
+        A separate transaction after the sign-in: a crash in between loses that day's
+        growth, never doubles it (the key), and the tier rises as soon as it crosses.
+        """
+        growth = self.settings.signin.growth
+        if growth <= 0 or self.tiers is None:
+            return
+        key = f"signin:{member_id}:{day.isoformat()}"
+        await self.tiers.add_growth(member_id, growth, key, now=now, reason="签到", source="signin")
 
     def _result(self, day: date, day_multiplier: int, outcome: repo.Outcome) -> SignInResult:
         tier = self.rules.tier_multiplier(outcome.tier)
