@@ -74,7 +74,8 @@ def _header(m: Member, mobile: str, tz: ZoneInfo) -> list[str]:
         f"member {m.id}  code {m.code}  status {m.status}"
         + (f" (merged into {m.merged_into_id})" if m.merged_into_id else ""),
         f"tier {m.tier}  growth {m.growth}  points {m.points_balance}  debt {m.points_debt}",
-        f"channel {m.channel or '-'}  birthday {m.birthday or '-'}  mobile {mobile or '-'}",
+        f"channel {m.channel or '-'}  referred by {m.referred_by_id or '-'}"
+        f"  birthday {m.birthday or '-'}  mobile {mobile or '-'}",
         f"joined {_when(m.created_at, tz)}  last active {_when(m.last_active_at, tz)}",
     ]
 

@@ -152,3 +152,12 @@ async def test_wecom_staff_and_customer_events(demo: tuple[Settings, ManualBudge
     assert "员工 zhangsan > /add-customer wmNewGuest --state store_01" in text
     assert "!! the following arguments are required: external_userid" in text
     assert text.count("(no passive reply: success)") == 2
+
+
+def test_replies_are_described_as_a_member_sees_them() -> None:
+    from bot.devtools.simulator import describe_reply
+
+    assert describe_reply({"MsgType": "text", "Content": "你好"}) == "你好"
+    image = {"MsgType": "image", "Image": {"MediaId": "M1"}}
+    assert describe_reply(image) == "[图片 image] media_id=M1"
+    assert describe_reply({"MsgType": "transfer_customer_service"}) == "[transfer_customer_service]"

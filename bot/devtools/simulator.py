@@ -229,8 +229,7 @@ class Simulator:
         except BadPayload:
             self.out(f"{self._them()} < {reply}")
             return
-        content = data.get("Content") or data.get("MsgType")
-        self.out(f"{self._them()} < {content}")
+        self.out(f"{self._them()} < {describe_reply(data)}")
 
     async def _show_deliveries(self, wait: float) -> None:
         deadline = time.monotonic() + wait
@@ -255,6 +254,20 @@ class Simulator:
         if items:
             self._seen = max(int(i.get("seq", 0)) for i in items)
         return items
+
+
+def describe_reply(data: dict[str, Any]) -> str:
+    """A passive reply as a member would see it: the text, or what kind of message came."""
+    if data.get("Content"):
+        return str(data["Content"])
+    kind = str(data.get("MsgType", ""))
+    if kind == "image":
+        image = data.get("Image")
+        media = image.get("MediaId", "") if isinstance(image, dict) else ""
+        return f"[图片 image] media_id={media}"
+    if kind == "news":
+        return f"[图文 news] {data.get('Articles', '')}"
+    return f"[{kind}]"
 
 
 def body_of(body: str) -> bytes:
