@@ -17,7 +17,7 @@ from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity, OutboxMessage
-from storage.repos.outbox import NewMessage, enqueue
+from storage.repos.outbox import NewMessage, enqueue, insert
 from storage.timeutil import utc
 
 OA_OPENID = "oa_openid"
@@ -90,18 +90,7 @@ async def enqueue_in_window(
 async def _create(
     row: NewMessage, now: datetime, status: str = "pending", reason: str = ""
 ) -> OutboxMessage:
-    return await OutboxMessage.create(
-        idempotency_key=row.idempotency_key,
-        channel=row.channel,
-        account=row.account,
-        recipient=row.recipient,
-        member_id=row.member_id,
-        source=row.source,
-        payload=dict(row.payload),
-        status=status,
-        reason=reason[:255],
-        due_at=now,
-    )
+    return await insert(row, now, status, reason)
 
 
 async def templates_between(account: str, start: datetime, end: datetime) -> int:

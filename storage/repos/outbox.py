@@ -32,19 +32,28 @@ class NewMessage:
     member_id: int | None = None
 
 
+async def insert(
+    message: NewMessage, due_at: datetime, status: str = "pending", reason: str = ""
+) -> OutboxMessage:
+    """Insert the row (IntegrityError when its key exists; the caller decides)."""
+    return await OutboxMessage.create(
+        idempotency_key=message.idempotency_key,
+        channel=message.channel,
+        account=message.account,
+        recipient=message.recipient,
+        member_id=message.member_id,
+        source=message.source,
+        payload=dict(message.payload),
+        status=status,
+        reason=reason[:255],
+        due_at=due_at,
+    )
+
+
 async def enqueue(message: NewMessage, due_at: datetime) -> OutboxMessage:
     """Insert the row once; a second enqueue with the same key returns the first row."""
     try:
-        return await OutboxMessage.create(
-            idempotency_key=message.idempotency_key,
-            channel=message.channel,
-            account=message.account,
-            recipient=message.recipient,
-            member_id=message.member_id,
-            source=message.source,
-            payload=dict(message.payload),
-            due_at=due_at,
-        )
+        return await insert(message, due_at)
     except IntegrityError:
         return await OutboxMessage.get(idempotency_key=message.idempotency_key)
 
