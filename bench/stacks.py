@@ -46,9 +46,8 @@ class Stack:
     @property
     def name(self) -> str:
         """A label for the report."""
-        if not self.db:
-            return "SQLite + in-process cache"
-        return "PostgreSQL + Redis" if self.redis else "PostgreSQL + in-process cache"
+        db = "PostgreSQL" if self.db else "SQLite"
+        return f"{db} + {'Redis' if self.redis else 'in-process cache'}"
 
     def check(self) -> None:
         """Refuse URLs the bench must not wipe."""
