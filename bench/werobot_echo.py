@@ -11,7 +11,7 @@ row per message, which an echo does not need and which would only slow it down.
 WeRoBot is WSGI-only (Bottle underneath). ``--server`` picks the WSGI server:
 
 - ``granian`` (default): granian's Rust HTTP server (HTTP/1.1 keep-alive), WSGI
-  interface, one worker process with ``--threads`` blocking threads. The HTTP work runs
+  interface, one worker process with ``--threads`` (8) blocking threads. The HTTP work runs
   in Rust outside the GIL, so WeRoBot's Python gets nearly all of the core: by far its
   best showing here (bench/README.md has the comparison).
 - ``waitress``: waitress with ``--threads`` threads (pure Python, keep-alive).
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--server", choices=SERVERS, default=SERVERS[0])
-    parser.add_argument("--threads", type=int, default=4, help="gthread, waitress, granian")
+    parser.add_argument("--threads", type=int, default=8, help="granian, waitress, gthread")
     args = parser.parse_args(argv)
     os.environ[_ENV_CONFIG] = os.path.abspath(args.config)
     os.environ[_ENV_ACCOUNT] = args.account
