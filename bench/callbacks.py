@@ -210,7 +210,13 @@ def signin_note(rounds: list[Round], path: str) -> str:
             "commit, so these figures are the FALLBACK reply (pre-sign-in), not sign-in."
         )
     counts = ", ".join(f"{r['rows']['sign_in']} sign-ins / {r['requests']} measured" for r in full)
-    return f"sign-in rows per full round (warm-up included): {counts}"
+    note = f"sign-in rows per full round (warm-up included): {counts}"
+    if path != "signin-repeat" and any(r["rows"]["sign_in"] < r["requests"] for r in full):
+        note += (
+            "\nWARNING: fewer sign-ins than measured 签到 in some round: not every measured "
+            "request signed a member in, so these are not clean first-sign-in figures"
+        )
+    return note
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
