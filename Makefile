@@ -37,8 +37,15 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/callbacks.py
+# The bench extras (WeRoBot and its WSGI servers) go into .venv only when benchmarking.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# make bench BENCH_ARGS="--path signin --db postgres://…/bench --redis redis://…/5"
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/callbacks.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,8 +20,10 @@ import argparse
 import asyncio
 import gc
 import json
+import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from bot.config import OfficialAccountSettings, load_settings
@@ -29,6 +31,7 @@ from bot.devtools.signer import open_reply, sign_oa
 from bot.wechat.crypto import MessageCrypto
 
 REQUEST_TIMEOUT = 10.0
+WARMUP_TIMEOUT = 240.0
 MAX_ERRORS_SHOWN = 10
 
 _TEXT_XML = (
@@ -49,18 +52,24 @@ def build_requests(
     content: str,
     count: int,
     members: int = 2000,
+    *,
+    run: int = 0,
+    first: int = 0,
+    tag: str = "oBench",
 ) -> list[bytes]:
     """``count`` distinct, signed and encrypted POST requests with a timestamp of now.
 
-    They come from ``members`` followers in turn: the first message of each creates its
-    member, later ones find it (the steady state of a live account); each member sends
-    well under the 20-a-minute rate limit during a run.
+    Request ``i`` (from ``first``) comes from follower ``i % members`` of this run (openid
+    ``<tag><run><n>``), so a warm-up built from 0 and the measured requests built from
+    where it ended share senders: with ``warmup == members`` the warm-up reaches every
+    member once and the measured requests then take them in the same order. MsgIds and
+    nonces are unique per ``run`` and ``i``.
     """
     ts = int(time.time())
-    run = time.time_ns() // 1000  # unique per run: MsgIds never repeat
+    run = run or time.time_ns() // 1000  # unique per run: MsgIds never repeat
     requests = []
-    for i in range(count):
-        openid = f"oBench{run:x}{i % members:06d}"
+    for i in range(first, first + count):
+        openid = f"{tag}{run:x}{i % members:06d}"
         xml = _TEXT_XML.format(openid=openid, ts=ts, content=content, msg_id=run * 10**7 + i)
         signed = sign_oa(account, xml, ts, nonce=f"{run % 10**6}{i:07d}", encrypt=True)
         body = signed.body.encode()
@@ -139,7 +148,9 @@ class Run:
     latencies_ns: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     samples: dict[int, bytes] = field(default_factory=dict)
+    warmup_samples: dict[int, bytes] = field(default_factory=dict)
     completed: int = 0
+    answered: int = 0  # warm-up included: every 200 response
 
     def take(self, limit: int) -> int | None:
         """The next request index below ``limit``, or None."""
@@ -161,11 +172,13 @@ async def _one(conn: Connection, run: Run, index: int, record: bool) -> None:
     elapsed = time.perf_counter_ns() - start
     if status != 200:
         run.errors.append(f"request {index}: HTTP {status}: {body[:120]!r}")
+    else:
+        run.answered += 1
     if record:
         run.latencies_ns.append(elapsed)
         run.completed += 1
     if index % run.sample_every == 0:
-        run.samples[index] = body
+        (run.samples if record else run.warmup_samples)[index] = body
 
 
 async def _worker(conn: Connection, run: Run, limit: int, deadline: float, record: bool) -> None:
@@ -183,8 +196,11 @@ async def drive(
     conns = [Connection(host, port) for _ in range(connections)]
     await asyncio.gather(*(c.open() for c in conns))
     try:
-        far = time.perf_counter() + REQUEST_TIMEOUT * 6
+        far = time.perf_counter() + WARMUP_TIMEOUT
         await asyncio.gather(*(_worker(c, run, warmup, far, False) for c in conns))
+        if run.next_index < warmup:
+            run.errors.append(f"warm-up unfinished after {WARMUP_TIMEOUT:.0f}s: {run.next_index}")
+            run.next_index = warmup  # never measure a warm-up request
         gc.collect()
         started = time.perf_counter()
         deadline = started + seconds
@@ -199,17 +215,41 @@ async def drive(
 # --- checking and reporting -----------------------------------------------------------
 
 
-def check_samples(run: Run, crypto: MessageCrypto, expect: str) -> int:
-    """Decrypt the sampled replies; record an error for each that lacks ``expect``."""
-    for index, body in sorted(run.samples.items()):
+def check_samples(
+    run: Run, crypto: MessageCrypto, expect: str, reject: list[str]
+) -> tuple[int, Counter[str]]:
+    """Decrypt the sampled replies; record an error for each that is wrong.
+
+    A measured reply must contain ``expect`` (any text when empty); no reply, warm-up
+    included, may contain a ``reject`` text (the error, busy and too-fast replies).
+    Returns how many were checked and the measured replies by kind (first line, digits
+    as ``#``), so a report can say which path answered.
+    """
+    kinds: Counter[str] = Counter()
+    samples = [(i, b, True) for i, b in run.samples.items()]
+    samples += [(i, b, False) for i, b in run.warmup_samples.items()]
+    for index, body, measured in sorted(samples):
         try:
-            plain = open_reply(crypto, body.decode())
+            plain = _reply_content(open_reply(crypto, body.decode()))
         except Exception as exc:  # any failure to open the reply is a benchmark error
             run.errors.append(f"sample {index}: cannot open reply: {exc}: {body[:120]!r}")
             continue
-        if expect not in plain:
-            run.errors.append(f"sample {index}: reply lacks {expect!r}: {plain[:200]!r}")
-    return len(run.samples)
+        bad = [r for r in reject if r in plain]
+        if bad or (measured and expect not in plain):
+            why = f"contains {bad[0]!r}" if bad else f"lacks {expect!r}"
+            run.errors.append(f"sample {index}: reply {why}: {plain[:200]!r}")
+        if measured:
+            kinds[
+                re.sub(r"\d+", "#", plain.strip().splitlines()[0] if plain.strip() else "")[:40]
+            ] += 1
+    return len(samples), kinds
+
+
+def _reply_content(xml: str) -> str:
+    """The Content of a text reply (the whole XML for anything else)."""
+    start = xml.find("<Content><![CDATA[")
+    end = xml.find("]]></Content>", start)
+    return xml[start + 18 : end] if start >= 0 and end > start else xml
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -220,11 +260,14 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[rank] / 1e6
 
 
-def summary(run: Run, elapsed: float, checked: int, exhausted: bool) -> dict[str, object]:
+def summary(
+    run: Run, elapsed: float, checked: tuple[int, Counter[str]], exhausted: bool
+) -> dict[str, object]:
     """The figures of one run."""
     lat = sorted(run.latencies_ns)
     return {
         "requests": run.completed,
+        "answered": run.answered,
         "seconds": round(elapsed, 3),
         "rps": round(run.completed / elapsed, 1) if elapsed else 0.0,
         "p50_ms": round(percentile(lat, 0.50), 2),
@@ -232,7 +275,8 @@ def summary(run: Run, elapsed: float, checked: int, exhausted: bool) -> dict[str
         "max_ms": round(lat[-1] / 1e6, 2) if lat else float("nan"),
         "errors": len(run.errors),
         "error_samples": run.errors[:MAX_ERRORS_SHOWN],
-        "checked_replies": checked,
+        "checked_replies": checked[0],
+        "reply_kinds": dict(checked[1].most_common(5)),
         "exhausted": exhausted,
     }
 
@@ -244,7 +288,25 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default="config.example.toml")
     parser.add_argument("--account", default="demo")
     parser.add_argument("--content", default="帮助", help="the text message sent")
-    parser.add_argument("--expect", default="可用指令", help="sampled replies must contain it")
+    parser.add_argument(
+        "--expect", default="可用指令", help="measured sampled replies must contain it ('': any)"
+    )
+    parser.add_argument(
+        "--reject", action="append", default=[], help="no sampled reply may contain it"
+    )
+    parser.add_argument("--warmup-content", help="the warm-up's text (default: --content)")
+    parser.add_argument(
+        "--warmup-tag",
+        default="oBench",
+        help="openid prefix of the warm-up senders; another than the measured senders' "
+        "(oBench) makes the measured senders first contacts",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="measure one request per member (--members of them), then stop: each member "
+        "sends the measured text once (a daily sign-in); the run may end before --seconds",
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=500)
@@ -264,10 +326,25 @@ def main(argv: list[str] | None = None) -> int:
     """Build, drive, check and print."""
     args = _parse_args(argv)
     account = load_settings(args.config).accounts[args.account]
-    count = args.warmup + int(args.max_rate * args.seconds)
+    measured = args.members if args.once else int(args.max_rate * args.seconds)
+    count = args.warmup + measured
     built = time.perf_counter()
     target, path = f"{args.host}:{args.port}", f"/wechat/{args.account}"
-    requests = build_requests(account, target, path, args.content, count, args.members)
+    run_id = time.time_ns() // 1000
+    warm = args.warmup_content if args.warmup_content is not None else args.content
+    requests = build_requests(
+        account, target, path, warm, args.warmup, args.members, run=run_id, tag=args.warmup_tag
+    )
+    requests += build_requests(
+        account,
+        target,
+        path,
+        args.content,
+        measured,
+        args.members,
+        run=run_id,
+        first=args.warmup,
+    )
     print(f"built {count} requests in {time.perf_counter() - built:.1f}s", file=sys.stderr)
     gc.collect()
     gc.freeze()
@@ -276,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         drive(args.host, args.port, run, args.connections, args.warmup, args.seconds)
     )
     crypto = MessageCrypto(account.token, account.encoding_aes_key, account.appid)
-    checked = check_samples(run, crypto, args.expect)
-    result = summary(run, elapsed, checked, run.next_index >= count)
+    checked = check_samples(run, crypto, args.expect, args.reject)
+    result = summary(run, elapsed, checked, run.next_index >= count and not args.once)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -291,6 +368,8 @@ def _print_human(result: dict[str, object]) -> None:
         f"errors {result['errors']}  ({result['requests']} requests in {result['seconds']} s, "
         f"{result['checked_replies']} replies checked)"
     )
+    for kind, n in result["reply_kinds"].items():  # type: ignore[attr-defined]
+        print(f"  {n} sampled replies: {kind}")
     for line in result["error_samples"]:  # type: ignore[attr-defined]
         print(f"  error: {line}")
     if result["exhausted"]:

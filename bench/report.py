@@ -1,0 +1,95 @@
+"""The bench's report: one table of every round, then medians, ratios and the verdict."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+Round = dict[str, dict[str, Any]]  # server name → loadgen result (+ "rows" for full)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the full server must reach on a path."""
+
+    vs_ceiling: float
+    vs_werobot: float | None  # None: no WeRoBot target on this path
+    p99_ms: float = 50.0
+
+    def text(self, connections: int) -> str:
+        """The target in words."""
+        parts = [f"full ≥ {self.vs_ceiling:g}× ceiling"]
+        if self.vs_werobot is not None:
+            parts.append(f"≥ {self.vs_werobot:g}× WeRoBot")
+        parts.append(f"full p99 < {self.p99_ms:g} ms at {connections} connections")
+        return "target: " + ", ".join(parts)
+
+
+def table(rounds: list[Round]) -> list[str]:
+    """Every measurement, one line each."""
+    head = f"{'round':<6}{'server':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    lines = [head + f"{'window s':>10}  rows written (full)"]
+    for i, results in enumerate(rounds, 1):
+        for name, r in results.items():
+            rows = r.get("rows")
+            lines.append(
+                f"{i:<6}{name:<10}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+                f"{r['errors']:>8}{r['seconds']:>10.1f}  "
+                + (", ".join(f"{t} {n}" for t, n in rows.items()) if rows else "")
+            )
+    return lines
+
+
+def _median(rounds: list[Round], name: str, key: str) -> float:
+    values = [r[name][key] for r in rounds if name in r]
+    return statistics.median(values) if values else math.nan
+
+
+def _ratios(rounds: list[Round], over: str) -> list[float]:
+    return [
+        r["full"]["rps"] / r[over]["rps"]
+        for r in rounds
+        if "full" in r and over in r and r[over]["rps"]
+    ]
+
+
+def summary(rounds: list[Round], target: Target, connections: int) -> list[str]:
+    """Medians per server, the full server's ratios, what answered, and the verdict."""
+    names = [n for n in ("ceiling", "werobot", "full") if any(n in r for r in rounds)]
+    lines = ["", "medians over rounds:"]
+    for name in names:
+        lines.append(
+            f"  {name:<8} {_median(rounds, name, 'rps'):>7.0f} req/s   "
+            f"p50 {_median(rounds, name, 'p50_ms'):5.1f} ms   "
+            f"p99 {_median(rounds, name, 'p99_ms'):5.1f} ms"
+        )
+    verdict: list[str] = []
+    for over, want in (("ceiling", target.vs_ceiling), ("werobot", target.vs_werobot)):
+        ratios = _ratios(rounds, over)
+        if not ratios:
+            continue
+        ratio = statistics.median(ratios)
+        listed = ", ".join(f"{x:.2f}" for x in ratios)
+        lines.append(f"ratio full/{over} (req/s): median {ratio:.2f} of [{listed}]")
+        if want is not None:
+            verdict.append(f"vs {over} {'met' if ratio >= want else 'NOT met'}")
+    if "full" in names:
+        p99 = _median(rounds, "full", "p99_ms")
+        verdict.append(f"full p99 {'met' if p99 < target.p99_ms else 'NOT met'}")
+        lines += _answered(rounds)
+    lines.append(target.text(connections))
+    if verdict:
+        lines.append("verdict: " + ", ".join(verdict))
+    return lines
+
+
+def _answered(rounds: list[Round]) -> list[str]:
+    kinds: dict[str, int] = {}
+    for r in rounds:
+        for kind, n in r.get("full", {}).get("reply_kinds", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    lines = ["full server's sampled replies (first line, digits as #):"]
+    lines += [f"  {n:>5} × {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    return lines
