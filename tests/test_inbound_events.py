@@ -123,3 +123,20 @@ async def test_recorder_keeps_rows_while_the_database_is_down_within_bounds() ->
     with pytest.raises(Exception):  # noqa: B017, PT011
         await recorder.flush()
     assert recorder.dropped == 2  # still three kept for the next attempt
+
+
+async def test_stopping_during_a_flush_loses_no_rows(database: str) -> None:
+    from storage.repos.inbound import InboundRecord, InboundRecorder
+
+    recorder = InboundRecorder(max_batch=100)
+    await recorder.start()
+    for i in range(300):
+        recorder.add(
+            InboundRecord(
+                f"s{i}", "oa", "a", "text", "o", None, "replied", 0, "<xml/>", datetime.now(UTC)
+            )
+        )
+    await asyncio.sleep(0)  # the flusher wakes and takes the batch into its insert
+    async with asyncio.timeout(30):  # a cancelled insert used to hang the next flush
+        await recorder.stop()
+    assert await InboundEvent.filter(dedupe_key__startswith="s").count() == 300

@@ -29,6 +29,7 @@ class ActivityRecorder:
         self._events: dict[IdentityKey, datetime] = {}
         self._active: dict[int, datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def touch(
         self,
@@ -50,17 +51,18 @@ class ActivityRecorder:
         self._task = asyncio.create_task(self._run(), name="activity-recorder")
 
     async def stop(self) -> None:
-        """Stop and write what is left."""
+        """Stop and write what is left (the flusher is asked to end, never cancelled
+        inside a flush, which would drop the batch it had taken)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
             try:
                 await self.flush()
             except Exception:
@@ -75,7 +77,7 @@ class ActivityRecorder:
         active, self._active = self._active, {}
         try:
             await repo.apply_activity(messages, active, events)
-        except Exception:
+        except BaseException:  # a cancellation too: nothing noted is lost
             for key, at in messages.items():
                 self._messages[key] = max(at, self._messages.get(key, at))
             for key, at in events.items():

@@ -59,6 +59,7 @@ class InboundRecorder:
         self._buffer: list[InboundRecord] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def add(self, record: InboundRecord) -> None:
         """Queue a record for the next flush."""
@@ -71,16 +72,20 @@ class InboundRecorder:
         self._task = asyncio.create_task(self._run(), name="inbound-recorder")
 
     async def stop(self) -> None:
-        """Stop the flusher and write whatever is left."""
+        """Stop the flusher and write whatever is left.
+
+        The flusher is asked to end, not cancelled: a cancellation inside a flush would
+        lose the batch it had taken (seen as missing rows after a stop under load).
+        """
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wakeup.set()
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.flush_interval):
                     await self._wakeup.wait()
@@ -97,7 +102,7 @@ class InboundRecorder:
         batch, self._buffer = self._buffer, []
         try:
             await _insert_ignoring_duplicates(batch)
-        except Exception:
+        except BaseException:  # a cancellation too: the rows are not lost (nor doubled)
             self._buffer[:0] = batch  # keep them for the next attempt …
             overflow = len(self._buffer) - self.max_buffer
             if overflow > 0:  # … within bounds while the database stays down
