@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import build_services
-from bot.clients.errors import ApiError, OutcomeUnknown
+from bot.clients.errors import ApiError, NotSent, OutcomeUnknown
 from bot.config import Settings
 from bot.config_program import MenuButton
 from storage.repos import audit_log
@@ -41,7 +41,7 @@ async def publish_menu(settings: Settings, args: argparse.Namespace) -> int:
     await services.clients.start()
     try:
         await services.clients.oa(account).menu.create(menu_payload(settings.oa.menu))
-    except (ApiError, OutcomeUnknown, aiohttp.ClientError, OSError) as exc:
+    except (ApiError, NotSent, OutcomeUnknown, aiohttp.ClientError, OSError) as exc:
         raise CliError(f"menu publish to {account} failed: {exc}") from None
     finally:
         await services.clients.close()

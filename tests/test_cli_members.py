@@ -215,3 +215,14 @@ async def test_an_adjust_whose_audit_row_fails_is_rolled_back(database: str) -> 
     assert member.points_balance == 0
     assert not await PointsEntry.exists(idempotency_key="atomic")
     assert await AuditLog.all().count() == 0
+
+
+def test_menu_publish_to_an_unreachable_platform_is_one_line(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = "[api]\noa_base_url = 'http://127.0.0.1:9/oa'\n"  # port 9: refused at once
+    config = write_config(tmp_path, db_url, MENU + api)
+    assert main(["--config", config, "oa", "menu", "publish"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "menu publish to brand failed" in err
