@@ -102,6 +102,9 @@ def _members_parser(sub: Any) -> None:
     adjust.add_argument("--reason", required=True, help="why (kept in the ledger and audit log)")
     adjust.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
     adjust.add_argument("--key", help="idempotency key (default: a new one, printed)")
+    adjust.add_argument(
+        "--silent", action="store_true", help="do not notify the member (default: a notice)"
+    )
 
 
 def _oa_parser(sub: Any) -> None:

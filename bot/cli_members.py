@@ -125,6 +125,23 @@ def _consent(row: dict[str, Any], tz: ZoneInfo) -> str:
     )
 
 
+async def _notify_adjusted(
+    settings: Settings, member_id: int, key: str, result: points.LedgerResult
+) -> None:
+    """The member's service notice (an outbox row; the server's sender sends it)."""
+    from bot.app import build_services
+
+    services = build_services(settings)
+    variables = {"delta": result.amount, "balance": result.balance, "debt": result.debt}
+    try:
+        outcome = await services.notify.notify(
+            member_id, "points_changed", variables, key=f"points:{key}"
+        )
+    finally:
+        await services.cache.close()
+    print(f"notice: {outcome.channel}" + (f" ({outcome.reason})" if outcome.reason else ""))
+
+
 async def adjust_points_members(settings: Settings, args: argparse.Namespace) -> int:
     """Correct a member's points by ``delta`` with a reason; audited, idempotent by key."""
     from bot.cli import CliError
@@ -149,6 +166,8 @@ async def adjust_points_members(settings: Settings, args: argparse.Namespace) ->
     except (points.PointsError, ValueError) as exc:
         raise CliError(f"adjust refused: {exc}") from None
     again = " (already applied under this key; nothing changed)" if result.duplicate else ""
+    if not result.duplicate and not args.silent:
+        await _notify_adjusted(settings, member.id, key, result)
     print(
         f"member {member.code}: adjusted {result.amount:+d}{again}; "
         f"balance {result.balance}, debt {result.debt}; key {key}"

@@ -21,6 +21,7 @@ from storage.models import (
     Identity,
     Member,
     MemberTag,
+    OutboxMessage,
     PointsEntry,
     Tag,
     TagGroup,
@@ -123,6 +124,10 @@ def test_mobile_lookup_without_keys_names_the_setting(
     assert len(err.strip().splitlines()) == 1
 
 
+async def _notices() -> list[OutboxMessage]:
+    return await OutboxMessage.filter(source="notice").order_by("id")
+
+
 async def _audits() -> list[AuditLog]:
     return await AuditLog.filter(action="points.adjust").order_by("id")
 
@@ -141,7 +146,17 @@ def test_adjust_points_is_audited_idempotent_and_may_leave_debt(
     assert "adjusted -200; balance 0, debt 70; key fix-1" in capsys.readouterr().out
     assert main([*base, "oShow1", "-200", "--reason", "误发", "--key", "fix-1"]) == 0
     assert "already applied" in capsys.readouterr().out
-    first, second = with_db(db_url, _audits)
+    assert main([*base, "oShow1", "1", "--reason", "静默", "--key", "quiet", "--silent"]) == 0
+    assert "notice:" not in capsys.readouterr().out
+    notices = with_db(db_url, _notices)
+    assert len(notices) == 2  # one per applied adjust: not the repeat, not the silent one
+    assert notices[0].idempotency_key.startswith("notify:points:adjust:")
+    assert notices[1].idempotency_key == "notify:points:fix-1"
+    assert all(n.member_id == member for n in notices)
+    assert "-200 积分" in notices[-1].payload["text"]
+    assert "另有 70 积分" in notices[-1].payload["text"]
+    first, second, silent = with_db(db_url, _audits)
+    assert silent.detail["key"] == "quiet"  # audited all the same
     assert (first.actor, first.target, first.detail["delta"], first.detail["reason"]) == (
         "li",
         f"member:{member}",
@@ -160,7 +175,7 @@ def test_adjust_points_is_audited_idempotent_and_may_leave_debt(
     assert main([*base, "NOBODY99", "5", "--reason", "x"]) == 2
     assert main([*base, "SHOWME01", "5", "--reason", "x", "--actor", "a" * 65]) == 2
     assert "--actor must be 1 to 64 characters" in capsys.readouterr().err
-    assert len(with_db(db_url, _audits)) == 2
+    assert len(with_db(db_url, _audits)) == 3
 
 
 async def test_menu_publish_reaches_the_fake_platform(
