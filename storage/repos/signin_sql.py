@@ -1,0 +1,215 @@
+"""Sign-in statements shared by both databases: the rules as data, the award in SQL.
+
+The unique key (member, day) decides duplicates; the streak and the award are computed
+by the database from yesterday's row and the member's tier inside the statement that
+inserts today's row, so nothing is read first and checked later. ``storage.repos.signin``
+runs them (PostgreSQL: one statement per sign-in); ``storage.repos.signin_sqlite`` runs
+SQLite's, grouped (group commit).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from storage.repos.points import UnknownMember
+from storage.timeutil import utc
+
+PER_MILLION = 1_000_000
+_TIER_CODE = re.compile(r"[a-z][a-z0-9_]*")
+_MARK = re.compile(r"\{(\d+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What an award depends on, as data: the streak cycle's bases, the tiers' multipliers."""
+
+    rewards: tuple[int, ...]
+    tier_multipliers: tuple[tuple[str, int], ...]
+    default_tier_multiplier: int
+
+    def base_for(self, streak: int) -> int:
+        """The base for the n-th consecutive day (the cycle restarts)."""
+        return self.rewards[(streak - 1) % len(self.rewards)]
+
+    def tier_multiplier(self, tier: str) -> int:
+        """A tier's multiplier per mille (unknown codes get the default)."""
+        return dict(self.tier_multipliers).get(tier, self.default_tier_multiplier)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One sign-in to write: whose, which business-local day, and the ledger details."""
+
+    member_id: int
+    day: date
+    now: datetime
+    key: str
+    day_multiplier: int
+    expires_at: datetime
+    reason: str = "signin"
+    source: str = "signin"
+
+    def params(self) -> list[object]:
+        """Parameters {1}…{10} shared by every statement below."""
+        return [
+            self.member_id,  # {1}
+            self.day,  # {2}
+            self.day - timedelta(days=1),  # {3} yesterday
+            self.day_multiplier,  # {4}
+            utc(self.now),  # {5}
+            self.key,  # {6}
+            utc(self.expires_at),  # {7}
+            self.reason[:128],  # {8}
+            self.source[:32],  # {9}
+            self.day.isoformat(),  # {10} ref
+        ]
+
+
+_PG_TYPES: tuple[str, ...] = ("bigint", "date", "date", "bigint", "timestamptz", "varchar")
+_PG_TYPES += ("timestamptz", "varchar", "varchar", "varchar")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened. Not ``signed``: today's row existed, nothing was written; ``blocked``:
+    nothing was written because of debt, the ledger's own path must run."""
+
+    signed: bool
+    streak: int
+    points: int
+    tier: str
+    balance: int
+    debt: int
+    blocked: bool = False
+
+
+def _base_case(rules: Rules, streak: str) -> str:
+    # validated positive ints from the settings, inlined: the text is constant per config
+    arms = " ".join(f"WHEN {i} THEN {int(v)}" for i, v in enumerate(rules.rewards))
+    return f"CASE ({streak} - 1) % {len(rules.rewards)} {arms} END"
+
+
+def _tier_case(rules: Rules, tier: str) -> str:
+    arms = []
+    for code, multiplier in rules.tier_multipliers:
+        if not _TIER_CODE.fullmatch(code):
+            raise ValueError(f"tier code {code!r} is not a plain identifier")
+        arms.append(f"WHEN '{code}' THEN {int(multiplier)}")
+    return f"CASE {tier} {' '.join(arms)} ELSE {int(rules.default_tier_multiplier)} END"
+
+
+def award_source(rules: Rules, member: str, carry: str = "") -> str:
+    """One row per member: tier, totals, the streak today would make, its base and tier ×.
+
+    ``member`` is a table expression with the member columns (and ``carry``'s, e.g.
+    ``", m.now"``, which the rows carry along).
+    """
+    return (
+        f"SELECT c.*, {_base_case(rules, 'c.streak')} AS base, "  # noqa: S608 - see _tier_case
+        f"{_tier_case(rules, 'c.tier')} AS tier_multiplier FROM ("
+        "SELECT m.id AS member_id, m.tier, m.points_balance, m.points_debt, "
+        f"COALESCE(y.streak, 0) + 1 AS streak{carry} "
+        f"FROM {member} m LEFT JOIN sign_in y ON y.member_id = m.id AND y.day = {{3}}) c"
+    )
+
+
+_MEMBER = "(SELECT id, tier, points_balance, points_debt FROM member WHERE id = {1})"
+
+
+def insert_sign_in(source: str, *, debt_free: bool, created: str = "{5}") -> str:
+    """INSERT the day's row from an award source (a CTE name or a parenthesised query)."""
+    condition = "w.points_debt = 0" if debt_free else "TRUE"  # SQLite's upsert needs a WHERE
+    return (
+        "INSERT INTO sign_in (member_id, day, streak, points, created_at) "  # noqa: S608
+        f"SELECT w.member_id, {{2}}, w.streak, w.base * w.tier_multiplier * {{4}} / "
+        f"{PER_MILLION}, {created} FROM {source} w WHERE {condition} "
+        "ON CONFLICT (member_id, day) DO NOTHING RETURNING member_id, streak, points"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def insert_for(rules: Rules, *, debt_free: bool) -> str:
+    """The sign-in INSERT over the member table (SQLite's fast path, the debt path)."""
+    return insert_sign_in(f"({award_source(rules, _MEMBER)})", debt_free=debt_free)
+
+
+@functools.lru_cache(maxsize=8)
+def postgres_statement(rules: Rules) -> str:
+    """The one-statement sign-in for PostgreSQL (see the module docstring), unmarked."""
+    return (
+        "WITH locked AS (SELECT id, tier, points_balance, points_debt FROM member "  # noqa: S608
+        "WHERE id = {1} FOR UPDATE), "
+        f"a AS ({award_source(rules, 'locked')}), "
+        f"s AS ({insert_sign_in('a', debt_free=True)}), "
+        "e AS (INSERT INTO points_entry (member_id, idempotency_key, kind, amount, base, "
+        "tier_multiplier, day_multiplier, reason, source, ref, created_at) "
+        "SELECT s.member_id, {6}, 'earn', s.points, a.base, a.tier_multiplier, {4}, "
+        "{8}, {9}, {10}, {5} FROM s, a RETURNING id, member_id, amount), "
+        "l AS (INSERT INTO points_lot (member_id, entry_id, amount, remaining, expires_at, "
+        "created_at) SELECT member_id, id, amount, amount, {7}, {5} FROM e "
+        "WHERE amount > 0 RETURNING id), "
+        "u AS (UPDATE member SET points_balance = member.points_balance + e.amount FROM e "
+        "WHERE member.id = e.member_id RETURNING member.points_balance) "
+        # t sees rows committed before the statement only: a racer that lost to a winner
+        # still running gets the same streak from a (same yesterday, same formula)
+        "SELECT s.member_id IS NOT NULL AS signed, COALESCE(t.streak, a.streak) AS streak, "
+        "COALESCE(s.points, 0) AS points, a.tier, a.points_debt AS debt, "
+        "COALESCE(u.points_balance, a.points_balance) AS balance, "
+        "s.member_id IS NULL AND t.streak IS NULL AND a.points_debt > 0 AS blocked "
+        "FROM a LEFT JOIN s ON TRUE LEFT JOIN u ON TRUE "
+        "LEFT JOIN sign_in t ON t.member_id = a.member_id AND t.day = {2}"
+    )
+
+
+def _mark(template: str, postgres: bool) -> str:
+    """{n} → $n::type (PostgreSQL: an INSERT … SELECT parameter has no type to infer) or ?n."""
+    if postgres:
+        return _MARK.sub(lambda m: f"${m[1]}::{_PG_TYPES[int(m[1]) - 1]}", template)
+    return _MARK.sub(r"?\1", template)
+
+
+async def run(conn: BaseDBAsyncClient, template: str, params: list[object]) -> list[dict[str, Any]]:
+    """Run a marked statement with as many parameters as it uses (both drivers insist)."""
+    sql, used = _prepared(template, conn.capabilities.dialect == "postgres")
+    return await conn.execute_query_dict(sql, params[:used])
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(template: str, postgres: bool) -> tuple[str, int]:
+    """The dialect's text and how many parameters it takes (memoised: the hot path)."""
+    return _mark(template, postgres), max((int(n) for n in _MARK.findall(template)), default=0)
+
+
+def outcome_of(row: dict[str, Any]) -> Outcome:
+    """An Outcome from a result row with its columns."""
+    return Outcome(
+        bool(row["signed"]),
+        int(row["streak"]),
+        int(row["points"]),
+        str(row["tier"]),
+        int(row["balance"]),
+        int(row["debt"]),
+        bool(row["blocked"]),
+    )
+
+
+_TODAY = (
+    "SELECT FALSE AS signed, COALESCE(t.streak, 0) AS streak, 0 AS points, m.tier, "
+    "m.points_balance AS balance, m.points_debt AS debt, "
+    "t.streak IS NULL AND m.points_debt > 0 AS blocked "
+    "FROM member m LEFT JOIN sign_in t ON t.member_id = m.id AND t.day = {2} WHERE m.id = {1}"
+)
+
+
+async def today(tx: BaseDBAsyncClient, attempt: Attempt) -> Outcome:
+    """Nothing inserted: the member's totals and today's streak, or ``blocked`` by debt."""
+    rows = await run(tx, _TODAY, attempt.params())
+    if not rows:
+        raise UnknownMember(attempt.member_id)
+    return outcome_of(rows[0])
