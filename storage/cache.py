@@ -1,7 +1,8 @@
 """Shared cache: Redis when configured, else in-process (the embedded default).
 
-Only what intake needs lives here: claim-once keys, small values with TTLs, counters and
-a per-key lock. Every key comes from :mod:`storage.keys` and carries its TTL.
+Only what intake needs lives here: claim-once keys, small values with TTLs, counters, a
+per-key lock, and ``admit`` (a counter and a lock in one call: one Redis script on the
+callback hot path). Every key comes from :mod:`storage.keys` and carries its TTL.
 """
 
 from __future__ import annotations
