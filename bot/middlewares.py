@@ -1,4 +1,4 @@
-"""Dispatch middlewares: errors, per-member rate limit, per-member lock, member resolution."""
+"""Dispatch middlewares: errors, per-sender rate limit and lock, member resolution."""
 
 from __future__ import annotations
 
@@ -29,47 +29,38 @@ class ErrorMiddleware:
             return NO_REPLY
 
 
-class RateLimitMiddleware:
-    """At most N commands a minute per sender (default 20); then a polite reply."""
+class SenderGateMiddleware:
+    """Per sender: at most N commands a minute (default 20), and one callback at a time.
 
-    async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
-        """Count the sender's commands in the current minute; refuse past the limit."""
-        if not inbound.from_member:
-            return await call_next(inbound, ctx)
-        services = ctx.services
-        minute = int(services.wall.time() // 60)
-        key = services.keys.rate(f"{inbound.platform}:{inbound.account}:{inbound.sender}", minute)
-        count = await services.cache.incr(key)
-        if count > services.settings.business.rate_limit_per_minute:
-            ctx.trace.outcome = "rate_limited"
-            return ctx.render("too_fast") if count == _first_over(ctx) else NO_REPLY
-        return await call_next(inbound, ctx)
-
-
-def _first_over(ctx: Ctx) -> int:
-    # Say "too fast" once per minute; further messages that minute get no reply.
-    return ctx.services.settings.business.rate_limit_per_minute + 1
-
-
-class MemberLockMiddleware:
-    """One callback per sender at a time, across processes when the cache is shared."""
+    One cache call counts the command and, under the limit, takes the sender's lock
+    (across processes when the cache is shared). Past the limit: "too fast" once a minute,
+    then silence; lock still busy after ``wait_seconds``: "busy".
+    """
 
     def __init__(self, wait_seconds: float = 10.0) -> None:
         self.wait_seconds = wait_seconds
 
     async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
-        """Hold the sender's lock around the rest of the chain."""
+        """Count the sender's command; refuse past the limit, else hold the lock around the rest."""
         if not inbound.from_member:
             return await call_next(inbound, ctx)
-        key = ctx.services.keys.member_lock(
-            f"{inbound.platform}:{inbound.account}:{inbound.sender}"
+        services = ctx.services
+        sender = f"{inbound.platform}:{inbound.account}:{inbound.sender}"
+        rate = services.keys.rate(sender, int(services.wall.time() // 60))
+        limit = services.settings.business.rate_limit_per_minute
+        gate = services.cache.admit(
+            rate, limit, services.keys.member_lock(sender), self.wait_seconds
         )
         try:
-            async with ctx.services.cache.lock(key, self.wait_seconds):
+            async with gate as count:
+                if count > limit:
+                    ctx.trace.outcome = "rate_limited"
+                    # Say "too fast" once per minute; further messages that minute get no reply.
+                    return ctx.render("too_fast") if count == limit + 1 else NO_REPLY
                 return await call_next(inbound, ctx)
         except CacheError:
             ctx.trace.outcome = "busy"
-            return TextReply(ctx.services.renderer.render("busy"))
+            return TextReply(services.renderer.render("busy"))
 
 
 class MemberMiddleware:
@@ -84,8 +75,6 @@ class MemberMiddleware:
         return await call_next(inbound, ctx)
 
 
-def default_middlewares() -> tuple[
-    ErrorMiddleware, RateLimitMiddleware, MemberLockMiddleware, MemberMiddleware
-]:
+def default_middlewares() -> tuple[ErrorMiddleware, SenderGateMiddleware, MemberMiddleware]:
     """The standard chain, outermost first."""
-    return (ErrorMiddleware(), RateLimitMiddleware(), MemberLockMiddleware(), MemberMiddleware())
+    return (ErrorMiddleware(), SenderGateMiddleware(), MemberMiddleware())

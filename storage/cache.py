@@ -1,7 +1,8 @@
 """Shared cache: Redis when configured, else in-process (the embedded default).
 
-Only what intake needs lives here: claim-once keys, small values with TTLs, counters and
-a per-key lock. Every key comes from :mod:`storage.keys` and carries its TTL.
+Only what intake needs lives here: claim-once keys, small values with TTLs, counters, a
+per-key lock, and ``admit`` (a counter and a lock in one call: one Redis script on the
+callback hot path). Every key comes from :mod:`storage.keys` and carries its TTL.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class Cache(Protocol):
 
     def lock(self, key: Key, wait: float) -> AbstractAsyncContextManager[None]:
         """Hold an exclusive lock on the key (async context manager)."""
+
+    def admit(
+        self, rate: Key, limit: int, lock: Key, wait: float
+    ) -> AbstractAsyncContextManager[int]:
+        """Count one use on ``rate`` and, within ``limit``, hold ``lock``; yields the count.
+
+        Past the limit nothing is locked. Raises :class:`CacheError` when the lock stays
+        busy for ``wait`` seconds.
+        """
 
     async def ping(self) -> bool:
         """True when the backing store answers."""
@@ -135,6 +145,16 @@ class MemoryCache:
                 del self._waiters[key.name]
                 self._locks.pop(key.name, None)
 
+    @asynccontextmanager
+    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
+        """:meth:`incr` then, within the limit, :meth:`lock`."""
+        count = await self.incr(rate)
+        if count > limit:
+            yield count
+            return
+        async with self.lock(lock, wait):
+            yield count
+
     async def ping(self) -> bool:
         """Always reachable."""
         return True
@@ -149,6 +169,16 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
+# KEYS: rate, lock. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
+# Returns {count, 1 when the lock was taken else 0}; past the limit the lock is not tried.
+_ADMIT = """
+local count = redis.call('incr', KEYS[1])
+redis.call('expire', KEYS[1], ARGV[1], 'NX')
+if count > tonumber(ARGV[2]) then return {count, 0} end
+if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {count, 1} end
+return {count, 0}
+"""
+
 
 class RedisCache:
     """Redis-backed cache shared by every process of a deployment."""
@@ -158,6 +188,7 @@ class RedisCache:
     def __init__(self, url: str) -> None:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._unlock = self._redis.register_script(_UNLOCK)
+        self._admit = self._redis.register_script(_ADMIT)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""
@@ -188,17 +219,41 @@ class RedisCache:
     async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
         """SET NX PX with a random token, polled until ``wait``; released by a script."""
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + wait
-        delay = 0.005
-        while not await self._redis.set(key.name, token, px=key.ttl * 1000, nx=True):
-            if time.monotonic() >= deadline:
-                raise CacheError(f"lock {key.name} busy")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        await self._acquire(key, token, time.monotonic() + wait)
         try:
             yield
         finally:
             await self._unlock(keys=[key.name], args=[token])
+
+    @asynccontextmanager
+    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
+        """One script: INCR + EXPIRE NX and, within the limit, SET NX PX; then as :meth:`lock`."""
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        counted, held = await self._admit(
+            keys=[rate.name, lock.name], args=[rate.ttl, limit, token, lock.ttl * 1000]
+        )
+        count = int(counted)
+        if count > limit:
+            yield count
+            return
+        if not held:
+            await self._acquire(lock, token, deadline, tried=True)
+        try:
+            yield count
+        finally:
+            await self._unlock(keys=[lock.name], args=[token])
+
+    async def _acquire(self, key: Key, token: str, deadline: float, tried: bool = False) -> None:
+        # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the
+        # first attempt was already made (by the admit script).
+        delay = 0.005
+        while tried or not await self._redis.set(key.name, token, px=key.ttl * 1000, nx=True):
+            tried = False
+            if time.monotonic() >= deadline:
+                raise CacheError(f"lock {key.name} busy")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def ping(self) -> bool:
         """PING."""

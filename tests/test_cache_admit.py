@@ -1,0 +1,176 @@
+"""Cache.admit: the rate-limit count and the sender lock in one call, on both caches."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.context import Ctx, Services, Trace
+from bot.middlewares import SenderGateMiddleware
+from bot.replies import Reply, TextReply
+from bot.routing import Unhandled
+from bot.wechat.inbound import Inbound
+from storage.cache import Cache, CacheError, MemoryCache, RedisCache
+from storage.keys import Key, KeyBuilder
+from tests.conftest import TEST_REDIS
+from tests.fakes import FakeWall
+
+
+class Ticks:
+    """A monotonic clock moved by hand, for MemoryCache TTLs."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def any_cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    """Each cache implementation (Redis only on the Redis pass)."""
+    made: Cache = RedisCache(TEST_REDIS) if request.param == "redis" else MemoryCache()
+    yield made
+    await made.close()
+
+
+def _keys() -> tuple[Key, Key]:
+    kb = KeyBuilder(prefix=f"t{uuid.uuid4().hex[:12]}")
+    return kb.rate("oa:brand:oA", 1), kb.member_lock("oa:brand:oA")
+
+
+async def _free(cache: Cache, lock: Key) -> bool:
+    try:
+        async with cache.lock(lock, 0.01):
+            return True
+    except CacheError:
+        return False
+
+
+async def test_counts_up_to_the_limit_then_stops_locking(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    seen = []
+    for _ in range(3):
+        async with any_cache.admit(rate, 3, lock, 1.0) as count:
+            seen.append(count)
+            assert not await _free(any_cache, lock)  # held within the limit
+    async with any_cache.admit(rate, 3, lock, 1.0) as count:
+        seen.append(count)
+        assert await _free(any_cache, lock)  # past the limit nothing is locked
+    assert seen == [1, 2, 3, 4]
+    assert await any_cache.incr(rate) == 5  # the same counter incr() sees
+
+
+async def test_lock_held_is_busy_after_the_wait_and_the_count_still_taken(
+    any_cache: Cache,
+) -> None:
+    rate, lock = _keys()
+    async with any_cache.admit(rate, 10, lock, 1.0):
+        with pytest.raises(CacheError):
+            async with any_cache.admit(rate, 10, lock, 0.02):
+                pytest.fail("entered a held lock")
+    assert await any_cache.incr(rate) == 3
+
+
+async def test_a_waiter_gets_the_lock_when_the_holder_leaves(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with any_cache.admit(rate, 10, lock, 1.0):
+            order.append("first in")
+            await release.wait()
+            order.append("first out")
+
+    async def second() -> None:
+        async with any_cache.admit(rate, 10, lock, 5.0) as count:
+            order.append(f"second in {count}")
+
+    holder = asyncio.create_task(first())
+    while not order:
+        await asyncio.sleep(0)
+    waiter = asyncio.create_task(second())
+    while await any_cache.get(rate) != "2":  # the waiter has counted and tried the lock
+        await asyncio.sleep(0)
+    assert order == ["first in"]
+    assert not waiter.done()
+    release.set()
+    await asyncio.gather(holder, waiter)
+    assert order == ["first in", "first out", "second in 2"]
+
+
+async def test_lock_released_after_the_body_even_when_it_raises(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    with pytest.raises(ValueError, match="handler failed"):
+        async with any_cache.admit(rate, 10, lock, 1.0):
+            raise ValueError("handler failed")
+    assert await _free(any_cache, lock)
+    async with any_cache.admit(rate, 10, lock, 1.0) as count:
+        assert count == 2
+
+
+async def test_memory_counter_expires_with_the_rate_key_ttl() -> None:
+    ticks = Ticks()
+    cache = MemoryCache(now=ticks)
+    rate, lock = _keys()
+    for _ in range(2):
+        async with cache.admit(rate, 1, lock, 1.0):
+            pass
+    ticks.now += rate.ttl - 1
+    async with cache.admit(rate, 1, lock, 1.0) as count:
+        assert count == 3
+    ticks.now += 1
+    async with cache.admit(rate, 1, lock, 1.0) as count:
+        assert count == 1
+
+
+@pytest.mark.redis
+async def test_redis_keys_carry_their_ttls() -> None:
+    cache = RedisCache(TEST_REDIS)
+    raw = aioredis.Redis.from_url(TEST_REDIS, decode_responses=True)
+    rate, lock = _keys()
+    try:
+        async with cache.admit(rate, 1, lock, 1.0):
+            assert 0 < await raw.ttl(rate.name) <= rate.ttl
+            assert 0 < await raw.pttl(lock.name) <= lock.ttl * 1000
+        assert await raw.exists(lock.name) == 0
+        await raw.persist(rate.name)
+        async with cache.admit(rate, 1, lock, 1.0) as count:
+            assert count == 2
+            assert await raw.exists(lock.name) == 0  # past the limit: no lock key
+        assert 0 < await raw.ttl(rate.name) <= rate.ttl  # a lost TTL is set again
+    finally:
+        await raw.delete(rate.name, lock.name)
+        await raw.aclose()
+        await cache.close()
+
+
+async def test_gate_middleware_answers_busy_while_another_callback_holds_the_lock(
+    services: Services, wall: FakeWall
+) -> None:
+    inbound = Inbound(
+        "oa", "brand", None, "text", "oBusy", "gh_brand", int(wall.now), "oa:brand:msg:9", ""
+    )
+    ctx = Ctx(inbound=inbound, services=services, now=services.clock.now(), trace=Trace())
+    calls = 0
+
+    async def handler(inbound: Inbound, ctx: Ctx) -> Reply | Unhandled:
+        nonlocal calls
+        calls += 1
+        return TextReply("done")
+
+    gate = SenderGateMiddleware(wait_seconds=0.02)
+    async with services.cache.lock(services.keys.member_lock("oa:brand:oBusy"), 1.0):
+        reply = await gate(inbound, ctx, handler)
+    assert ctx.trace.outcome == "busy"
+    assert isinstance(reply, TextReply)
+    assert reply.content == services.renderer.render("busy")
+    assert calls == 0
+    again = Ctx(inbound=inbound, services=services, now=services.clock.now(), trace=Trace())
+    assert await gate(inbound, again, handler) == TextReply("done")
+    assert calls == 1
