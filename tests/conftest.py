@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,16 +285,27 @@ async def services(
     fake_settings: Settings, wall: FakeWall, cache: Cache, keys: KeyBuilder
 ) -> AsyncIterator[Services]:
     """Services with started API clients against the fake platform."""
+    async with started_services(fake_settings, wall, cache, keys) as made:
+        yield made
+
+
+@asynccontextmanager
+async def started_services(
+    settings: Settings, wall: FakeWall, cache: Cache, keys: KeyBuilder
+) -> AsyncIterator[Services]:
+    """Services on these settings with the test fakes, API clients started and closed."""
     made = build_services(
-        fake_settings,
+        settings,
         Overrides(
             wall=wall,
-            clock=BusinessClock(fake_settings.tz, allow_offset=True, source=wall.time),
+            clock=BusinessClock(settings.tz, allow_offset=True, source=wall.time),
             cache=cache,
             keys=keys,
             api_sleep=_no_sleep,
         ),
     )
     await made.clients.start()
-    yield made
-    await made.clients.close()
+    try:
+        yield made
+    finally:
+        await made.clients.close()

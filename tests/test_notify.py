@@ -23,7 +23,14 @@ from storage.cache import Cache
 from storage.keys import KeyBuilder
 from storage.models import Identity, OutboxMessage
 from storage.repos import members as members_repo
-from tests.conftest import OA_APPID, AppMaker, FakeServer, _no_sleep, base_config, make_settings
+from tests.conftest import (
+    OA_APPID,
+    AppMaker,
+    FakeServer,
+    base_config,
+    make_settings,
+    started_services,
+)
 from tests.fakes import FakeWall
 from tests.helpers import post_oa
 
@@ -52,19 +59,8 @@ async def with_template(
     notify_settings: Settings, wall: FakeWall, cache: Cache, keys: KeyBuilder
 ) -> AsyncIterator[Services]:
     """Services whose settings configure a template_id for tier_changed."""
-    made = build_services(
-        notify_settings,
-        Overrides(
-            wall=wall,
-            clock=BusinessClock(notify_settings.tz, allow_offset=True, source=wall.time),
-            cache=cache,
-            keys=keys,
-            api_sleep=_no_sleep,
-        ),
-    )
-    await made.clients.start()
-    yield made
-    await made.clients.close()
+    async with started_services(notify_settings, wall, cache, keys) as made:
+        yield made
 
 
 async def member_on(services: Services, openid: str, app: str = OA_APPID) -> int:
