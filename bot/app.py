@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from tortoise import connections
 
+from bot.admin import setup_admin
 from bot.appkeys import INTAKE, METRICS, RECORDER, SENDER, SERVICES
 from bot.background import Background
 from bot.clients.caller import PauseBook, Sleep
@@ -151,6 +152,7 @@ def _routes(app: web.Application, settings: Settings) -> None:
     app.router.add_route("POST", "/wecom/{corp}", wecom_callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    setup_admin(app)
     if settings.dev.time_travel:
         from bot.devtools.time_travel import setup_time_travel
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.config_commerce import AdminSettings, RewardConfig, unique_reward_codes
 from bot.config_program import (
     ChatSettings,
     MemberDaySettings,
@@ -188,6 +189,13 @@ class Settings(_Section):
     oa: OaSettings = OaSettings()
     security: SecuritySettings = SecuritySettings()
     notify: NotifySettings = NotifySettings()
+    admin: AdminSettings = AdminSettings()
+    rewards: list[RewardConfig] = Field(default_factory=list)
+
+    @field_validator("rewards")
+    @classmethod
+    def _reward_codes(cls, value: list[RewardConfig]) -> list[RewardConfig]:
+        return unique_reward_codes(value)
 
     @field_validator("accounts")
     @classmethod

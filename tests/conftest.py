@@ -24,6 +24,7 @@ from tortoise import Tortoise, connections
 from bot.app import Overrides, build_services, create_app
 from bot.clock import BusinessClock
 from bot.config import Settings, settings_from_dict
+from bot.config_commerce import ROLES
 from bot.context import Services
 from bot.devtools.fake import FakePlatform, create_fake_app
 from storage import db
@@ -62,6 +63,9 @@ def read_payload(name: str) -> str:
     return (PAYLOADS / name).read_text(encoding="utf-8")
 
 
+API_TOKENS = {role: f"test-{role}-token-0123456789abcdef" for role in ROLES}
+
+
 def base_config(db_url: str = "sqlite://:memory:", redis_url: str = "") -> dict[str, Any]:
     """Raw settings: three OA accounts (safe, compatible, plaintext) and the WeCom corp."""
     oa = {
@@ -94,7 +98,18 @@ def base_config(db_url: str = "sqlite://:memory:", redis_url: str = "") -> dict[
             "mp_base_url": "http://127.0.0.1:9/mp",
         },
         "log": {"level": "DEBUG"},
+        # One token per role; tests send them with ``api_headers(role)``.
+        "admin": {
+            "tokens": [
+                {"name": f"test-{role}", "role": role, "token": API_TOKENS[role]} for role in ROLES
+            ]
+        },
     }
+
+
+def api_headers(role: str) -> dict[str, str]:
+    """The Authorization header of the test token for a role."""
+    return {"Authorization": f"Bearer {API_TOKENS[role]}"}
 
 
 def make_settings(raw: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Settings:

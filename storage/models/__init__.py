@@ -6,6 +6,7 @@ escapes quotes in it nor survives a semicolon there on SQLite: keep ' " and ; ou
 line (tests/test_migrations.py applies every migration to SQLite and catches it).
 """
 
+from storage.models.commerce import Coupon, Redemption, Reward
 from storage.models.intake import InboundEvent, OutboxMessage, PlatformToken
 from storage.models.members import (
     AuditLog,
@@ -21,6 +22,7 @@ from storage.models.members import (
 from storage.models.points import (
     GrowthEntry,
     Order,
+    OrderRefund,
     PointsAllocation,
     PointsEntry,
     PointsLot,
@@ -30,6 +32,7 @@ from storage.models.points import (
 __all__ = [
     "AuditLog",
     "Consent",
+    "Coupon",
     "GrowthEntry",
     "Identity",
     "InboundEvent",
@@ -37,11 +40,14 @@ __all__ = [
     "MemberMerge",
     "MemberTag",
     "Order",
+    "OrderRefund",
     "OutboxMessage",
     "PlatformToken",
     "PointsAllocation",
     "PointsEntry",
     "PointsLot",
+    "Redemption",
+    "Reward",
     "SignIn",
     "Staff",
     "Tag",

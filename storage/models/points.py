@@ -115,8 +115,35 @@ class Order(Model):
     amount_fen = fields.BigIntField()
     refunded_fen = fields.BigIntField(default=0)
     channel = fields.CharField(max_length=32, default="")
+    store = fields.CharField(max_length=64, default="")
     paid_at = fields.DatetimeField()
+    # what the order earned and what refunds took back (points and growth)
+    points = fields.BigIntField(default=0)
+    points_reversed = fields.BigIntField(default=0)
+    growth = fields.BigIntField(default=0)
+    growth_reversed = fields.BigIntField(default=0)
+    # sha256 of the canonical content: the same id with other content is a conflict
+    fingerprint = fields.CharField(max_length=64, default="")
+    source = fields.CharField(max_length=16, default="api")
     created_at = fields.DatetimeField()
 
     class Meta:
         table = "orders"
+
+
+class OrderRefund(Model):
+    """One refund of an order, keyed by the caller's refund id (idempotent)."""
+
+    id = fields.BigIntField(primary_key=True)
+    order: fields.ForeignKeyRelation[Order] = fields.ForeignKeyField(
+        "models.Order", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    refund_id = fields.CharField(max_length=128)
+    amount_fen = fields.BigIntField()
+    points_reversed = fields.BigIntField(default=0)
+    growth_reversed = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "order_refund"
+        unique_together = (("order", "refund_id"),)
