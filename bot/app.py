@@ -31,6 +31,7 @@ from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
+from bot.services.mall import MallService
 from bot.services.members import MemberService
 from bot.services.notify import Notifier
 from bot.services.referrals import ReferralService
@@ -78,6 +79,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     app[INTAKE] = _intake(app, ov)
     if ov.manage_db:
         app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_rewards)
     app.cleanup_ctx.append(_cache_and_recorder)
     app.cleanup_ctx.append(_clients)
     app.cleanup_ctx.append(_background)
@@ -123,6 +125,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         notify=notify,
         tiers=tiers,
         signin=SignInService(settings, tiers),
+        mall=MallService(settings, clock),
         resolve_member=ov.resolve_member or members.resolve,
     )
 
@@ -185,6 +188,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.open_db(url)
     yield
     await db.close_db()
+
+
+async def _rewards(app: web.Application) -> AsyncIterator[None]:
+    # [[rewards]] upserted by code once the database is open (stock only on creation).
+    services = app[SERVICES]
+    await services.mall.sync_config(services.clock.now())
+    yield
 
 
 async def _cache_and_recorder(app: web.Application) -> AsyncIterator[None]:

@@ -172,13 +172,16 @@ class ReferralSettings(_Section):
     qr_days: int = Field(default=30, ge=1, le=30)
 
 
-_COMMANDS = ("signin", "points", "tier", "birthday", "invite", "help")
+_COMMANDS = ("signin", "points", "tier", "birthday", "invite", "mall", "redeem", "coupons", "help")
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "signin": ("签到", "打卡"),
     "points": ("积分", "我的积分"),
     "tier": ("会员", "等级", "我的等级"),
     "birthday": ("生日",),
     "invite": ("邀请", "邀请好友"),
+    "mall": ("积分商城", "商城"),
+    "redeem": ("兑换",),
+    "coupons": ("我的券", "优惠券", "我的优惠券"),
     "help": ("帮助", "help", "?", "？", "菜单", "menu"),
 }
 _DEFAULT_MENU_KEYS: dict[str, tuple[str, ...]] = {
@@ -186,6 +189,8 @@ _DEFAULT_MENU_KEYS: dict[str, tuple[str, ...]] = {
     "points": ("POINTS",),
     "tier": ("TIER",),
     "invite": ("INVITE",),
+    "mall": ("MALL",),
+    "coupons": ("COUPONS",),
     "help": ("HELP", "help"),
 }
 

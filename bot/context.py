@@ -19,6 +19,7 @@ from storage.keys import KeyBuilder
 if TYPE_CHECKING:
     from bot.background import Background
     from bot.services.binding import BindingService
+    from bot.services.mall import MallService
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
     from bot.services.referrals import ReferralService
@@ -77,6 +78,7 @@ class Services:
     notify: Notifier
     tiers: TierService
     signin: SignInService
+    mall: MallService
     resolve_member: MemberResolver = no_member
 
 

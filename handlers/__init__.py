@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import birthday, dev, fallback, follow, help, invite, points, signin, tier
+from handlers import birthday, dev, fallback, follow, help, invite, mall, points, signin, tier
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
@@ -13,6 +13,7 @@ ROUTERS: tuple[Router, ...] = (
     tier.router,
     birthday.router,
     invite.router,
+    mall.router,
     dev.router,
     fallback.router,
 )
