@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _points_parser(sub)
     _members_parser(sub)
     _oa_parser(sub)
+    _coupons_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -105,6 +106,14 @@ def _members_parser(sub: Any) -> None:
     adjust.add_argument(
         "--silent", action="store_true", help="do not notify the member (default: a notice)"
     )
+
+
+def _coupons_parser(sub: Any) -> None:
+    cps = sub.add_parser("coupons", help="coupons: expire those past their validity")
+    cmd = cps.add_subparsers(dest="coupons_command", required=True, parser_class=_Parser)
+    expire = cmd.add_parser("expire", help="mark issued coupons past valid_to expired")
+    expire.add_argument("--at", help="ISO date or datetime (default now, business time)")
+    expire.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
 
 
 def _oa_parser(sub: Any) -> None:
@@ -166,6 +175,13 @@ def _run(args: argparse.Namespace) -> int:
             cli_tiers, f"{args.tiers_command}_tiers"
         )
         return _async(_with_db(settings, tiers_command(settings, args)))
+    if args.command == "coupons":
+        from bot import cli_coupons
+
+        coupons_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_coupons, f"{args.coupons_command}_coupons"
+        )
+        return _async(_with_db(settings, coupons_command(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

@@ -155,11 +155,14 @@ async def use(code: str, order_id: str, now: datetime, used_by: str) -> Use | No
     return await use(code, order_id, now, used_by)  # restored between update and read
 
 
-async def void(code: str, now: datetime) -> Coupon | None:
-    """Void an issued coupon (conditional); the coupon as it is now, None if unknown."""
+async def void(code: str, now: datetime) -> tuple[Coupon | None, bool]:
+    """Void an issued coupon (conditional): the coupon as it is now (None if unknown) and
+    whether this call voided it."""
     normal = code.strip().upper()
-    await Coupon.filter(code=normal, state="issued").update(state="voided", voided_at=utc(now))
-    return await find(normal)
+    changed = await Coupon.filter(code=normal, state="issued").update(
+        state="voided", voided_at=utc(now)
+    )
+    return await find(normal), bool(changed)
 
 
 # --- expiry and listings ---------------------------------------------------------------
