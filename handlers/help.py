@@ -19,10 +19,16 @@ router = Router("help")
 @router.on((TextMessage, AgentText), Command("help"))
 async def help_text(event: Any, ctx: Ctx) -> Reply:
     """Answer 帮助 with the list of commands."""
-    return ctx.render("help", platform=ctx.inbound.platform)
+    return _help(ctx)
 
 
 @router.on((ClickEvent, AgentClick), CommandKey("help"))
 async def help_menu(event: Any, ctx: Ctx) -> Reply:
     """The 帮助 menu button."""
-    return ctx.render("help", platform=ctx.inbound.platform)
+    return _help(ctx)
+
+
+def _help(ctx: Ctx) -> Reply:
+    chat = ctx.services.settings.chat
+    words = {name: next(iter(chat.words(name)), name) for name in ("mall", "redeem", "coupons")}
+    return ctx.render("help", platform=ctx.inbound.platform, **words)

@@ -37,9 +37,7 @@ async def redeem_text(event: Any, ctx: Ctx) -> Reply:
     code = str(ctx.match.get("argument", "")).strip()
     word = _first(ctx, "redeem")
     if not code:
-        return ctx.render(
-            "redeem_refused", reason="usage", code="", balance=0, cost=0, limit=0, word=word
-        )
+        return _refused(ctx, Redeemed(refused="usage"), "", word)
     result = await ctx.services.mall.redeem(ctx.member.id, code, f"redeem:{ctx.event_key}", ctx.now)
     if result.issued is None:
         ctx.trace.outcome = "redeem_refused"
@@ -112,6 +110,7 @@ def _refused(ctx: Ctx, result: Redeemed, code: str, word: str) -> Reply:
         cost=result.cost,
         limit=result.limit,
         word=word,
+        mall=_first(ctx, "mall"),
     )
 
 
