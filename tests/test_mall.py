@@ -81,7 +81,8 @@ async def snapshot(member_id: int) -> tuple[Any, ...]:
 async def test_redeem_spends_points_takes_stock_and_issues_a_coupon(database: str) -> None:
     mall, member = await synced(mall_settings(database)), await member_with(1500)
     result = await mall.redeem(member, "c10", "redeem:k1", NOW)
-    assert result.issued is not None and not result.duplicate
+    assert result.issued is not None
+    assert not result.duplicate
     issued = result.issued
     assert (issued.reward_code, issued.points, issued.value_fen) == ("C10", 1000, 1000)
     assert result.balance == 500
@@ -106,7 +107,8 @@ async def test_the_same_key_answers_the_first_redemption(database: str) -> None:
     first = await mall.redeem(member, "C10", "redeem:same", NOW)
     before = await snapshot(member)
     again = await mall.redeem(member, "C10", "redeem:same", NOW + timedelta(seconds=5))
-    assert again.duplicate and again.issued == first.issued
+    assert again.duplicate
+    assert again.issued == first.issued
     assert await snapshot(member) == before
 
 
