@@ -201,11 +201,11 @@ async def update_reward(call: ApiCall) -> RewardOut:
         except ValueError as error:
             raise _invalid("body", str(error)) from None
         values = {k: utc(v) if isinstance(v, datetime) else v for k, v in sent.items()}
-        if values:
+        if values:  # an empty PATCH changes nothing and records nothing
             await Reward.filter(id=reward.id).update(**values, updated_at=utc(call.now))
-        await audit_log.record(
-            call.actor.name, "reward.update", f"reward:{code}", _detail(sent), call.now
-        )
+            await audit_log.record(
+                call.actor.name, "reward.update", f"reward:{code}", _detail(sent), call.now
+            )
         fresh = await Reward.get(id=reward.id)
     return out(fresh)
 
