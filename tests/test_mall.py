@@ -253,3 +253,26 @@ def test_new_codes_use_the_unambiguous_alphabet() -> None:
     assert len(drawn) == 200
     assert all(len(c) == 10 and set(c) <= set(coupons.ALPHABET) for c in drawn)
     assert not set("".join(drawn)) & set("0O1I")
+
+
+async def test_my_coupons_are_the_issued_ones_still_valid(database: str) -> None:
+    mall, member = await synced(mall_settings(database)), await member_with(0)
+    for code, end, state in [
+        ("LIVE222222", timedelta(days=3), "issued"),
+        ("SOON222222", timedelta(hours=1), "issued"),
+        ("PAST222222", timedelta(seconds=0), "issued"),  # due, not yet marked expired
+        ("USED222222", timedelta(days=3), "used"),
+        ("VOID222222", timedelta(days=3), "voided"),
+    ]:
+        await coupons.issue(
+            member_id=member,
+            name="x",
+            value_fen=100,
+            discount=0,
+            valid_from=NOW - timedelta(days=1),
+            valid_to=NOW + end,
+            now=NOW,
+            code=lambda c=code: c,
+        )
+        await Coupon.filter(code=code).update(state=state)
+    assert [c.code for c in await mall.coupons(member, NOW)] == ["SOON222222", "LIVE222222"]

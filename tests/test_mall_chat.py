@@ -150,3 +150,22 @@ async def test_keywords_are_configurable_and_help_lists_them(
     assert listing.startswith("积分商城（您的积分：0）")
     assert "回复“换 代码”兑换" in listing
     assert "积分不足" in await _say(client, settings, oa_text("换 C10"), wall)
+
+
+def _click(openid: str, key: str, at: int) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[gh_brand]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+        f"</FromUserName><CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+
+
+async def test_menu_buttons_open_the_mall_and_the_coupons(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    settings = _settings(database)
+    client = await make_client(settings)
+    mall = await _say(client, settings, _click("oMember1", "MALL", int(wall.now)), wall)
+    assert mall.startswith("积分商城（您的积分：0）")
+    mine = await _say(client, settings, _click("oMember1", "COUPONS", int(wall.now)), wall)
+    assert "还没有可用的优惠券" in mine
