@@ -64,14 +64,14 @@ async def _post(
 
 
 async def _seed_chat_members(
-    client: TestClient[Any, Any], settings: Settings, openids: list[str], at: int
+    client: TestClient[Any, Any], settings: Settings, openids: list[str], at: int, held: int = HELD
 ) -> list[int]:
-    """Each openid says 积分 once (so it becomes a member), then holds HELD points."""
+    """Each openid says 积分 once (so it becomes a member), then holds ``held`` points."""
     await asyncio.gather(*(_post(client, settings, "积分", o, at) for o in openids))
     ids = []
     for openid in openids:
         member_id = int((await Identity.get(value=openid)).member_id)  # type: ignore[attr-defined]
-        await _hold(member_id)
+        await _hold(member_id, held)
         ids.append(member_id)
     return ids
 
@@ -123,14 +123,15 @@ async def test_one_member_racing_a_limit_of_two_through_two_instances(
     settings = _settings(wide_pool, _reward(stock=None, per_member_limit=2))
     clients = await two_instances(make_client, settings)
     at = int(wall.now)
-    members = await _seed_chat_members(clients[0], settings, ["oGreedy"], at)
+    # points for all 20: only the limit may stop them
+    members = await _seed_chat_members(clients[0], settings, ["oGreedy"], at, held=5000)
     replies = await asyncio.gather(
         *(_post(clients[n % 2], settings, "兑换 R10", "oGreedy", at) for n in range(20))
     )
     assert sum(r.startswith("兑换成功") for r in replies) == 2
     assert sum("每人限兑 2 次" in r for r in replies) == 18
     assert (await Reward.get(code="R10")).stock is None
-    await assert_books(members, 2)
+    await assert_books(members, 2, held=5000)
 
 
 # --- the service itself from many tasks (PostgreSQL) ------------------------------------
@@ -171,14 +172,14 @@ async def test_two_hundred_tasks_race_for_ten(wide_pool: str) -> None:  # noqa: 
 @pytest.mark.postgres
 async def test_racing_tasks_of_one_member_respect_the_limit(wide_pool: str) -> None:  # noqa: F811
     mall = await _mall(wide_pool, _reward(stock=None, per_member_limit=2))
-    member = await _new_member()
+    member = await _new_member(held=5000)  # points for all 20: only the limit may stop them
     now = datetime(2023, 11, 15, 12, tzinfo=SH)
 
     async def once(i: int) -> bool:
         return (await mall.redeem(member, "R10", f"limit:{i}", now)).issued is not None
 
     assert await _race(20, once) == 2
-    await assert_books([member], 2)
+    await assert_books([member], 2, held=5000)
 
 
 @pytest.mark.postgres
@@ -197,3 +198,22 @@ async def test_racing_members_short_of_points_never_take_stock(wide_pool: str) -
     assert await Redemption.filter(member_id__in=members[0::2]).count() == 0
     assert await Redemption.filter(member_id__in=rich).count() == 20
     assert await points.reconcile() == []
+
+
+async def test_the_limit_assertions_catch_a_check_before_the_lock(wide_pool: str) -> None:  # noqa: F811
+    # A deliberately wrong limit: count outside the transaction, wait until every racer
+    # has counted, then redeem (the reward itself unlimited). The assertions above fail.
+    mall = await _mall(wide_pool, _reward(stock=None))
+    member, barrier = await _new_member(held=5000), asyncio.Barrier(20)
+    now = datetime(2023, 11, 15, 12, tzinfo=SH)
+
+    async def naive(i: int) -> bool:
+        taken = await Redemption.filter(member_id=member).count()
+        await barrier.wait()
+        if taken >= 2:
+            return False
+        return (await mall.redeem(member, "R10", f"naive:{i}", now)).issued is not None
+
+    assert await _race(20, naive) == 20  # every racer counted none
+    with pytest.raises(AssertionError):
+        await assert_books([member], 2, held=5000)
