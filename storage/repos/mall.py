@@ -29,8 +29,11 @@ from storage.timeutil import utc
 __all__ = [
     "IssuedRedemption",
     "RedeemRefused",
+    "RedeemSpec",
     "RewardRow",
+    "Spend",
     "available_rewards",
+    "config_fields",
     "find_redemption",
     "normal_code",
     "redeem",
