@@ -28,6 +28,7 @@ from storage.models.points import (
     PointsLot,
     SignIn,
 )
+from storage.models.privacy import MergeRequest, PhoneVerification
 
 __all__ = [
     "AuditLog",
@@ -39,9 +40,11 @@ __all__ = [
     "Member",
     "MemberMerge",
     "MemberTag",
+    "MergeRequest",
     "Order",
     "OrderRefund",
     "OutboxMessage",
+    "PhoneVerification",
     "PlatformToken",
     "PointsAllocation",
     "PointsEntry",

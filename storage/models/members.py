@@ -29,6 +29,10 @@ class Member(Model):
     mobile_cipher = fields.TextField(null=True)
     mobile_hash = fields.CharField(max_length=64, null=True, unique=True)
     channel = fields.CharField(max_length=64, default="")
+    name = fields.CharField(max_length=64, default="")
+    # cached from the latest marketing Consent row, written in the same transaction
+    marketing_opt_out = fields.BooleanField(default=False, db_index=True)
+    deleted_at = fields.DatetimeField(null=True)
     referred_by_id = fields.BigIntField(null=True)
     last_active_at = fields.DatetimeField(null=True, db_index=True)
     created_at = fields.DatetimeField()
