@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.services.binding import BindingService
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
+    from bot.services.orders import OrderService
     from bot.services.referrals import ReferralService
     from bot.services.signin import SignInService
     from bot.services.tiers import TierService
@@ -77,6 +78,7 @@ class Services:
     notify: Notifier
     tiers: TierService
     signin: SignInService
+    orders: OrderService
     resolve_member: MemberResolver = no_member
 
 
