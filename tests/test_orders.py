@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -130,7 +129,8 @@ async def test_same_order_again_is_a_duplicate_and_other_content_conflicts(svc: 
     m = await member()
     first = await svc.orders.create(order("B-1", by_code(m), 5000), "t")
     again = await svc.orders.create(order("B-1", by_code(m), 5000), "t")
-    assert again.duplicate and (again.points, again.balance) == (first.points, first.balance)
+    assert again.duplicate
+    assert (again.points, again.balance) == (first.points, first.balance)
     with pytest.raises(OrderConflict):
         await svc.orders.create(order("B-1", by_code(m), 5001), "t")
     with pytest.raises(OrderConflict):
@@ -161,7 +161,8 @@ async def test_unknown_members_are_refused_but_an_unknown_mobile_becomes_one(
     identity = await Identity.get(member_id=created.id)
     assert (identity.kind, identity.value) == ("mobile_hash", created.mobile_hash)
     second = await svc.orders.create(order("U-5", MemberLookup("mobile", "13800138000"), 990), "t")
-    assert second.member_code == view.member_code and second.balance == 18
+    assert second.member_code == view.member_code
+    assert second.balance == 18
     assert await Member.all().count() == 1
 
 
@@ -219,8 +220,10 @@ async def test_refund_idempotency_and_limits(svc: Services) -> None:
     await svc.orders.create(order("Q-1", by_code(m), 1000), "t")
     first = await svc.orders.refund("Q-1", "r1", 400, "t")
     again = await svc.orders.refund("Q-1", "r1", 400, "t")
-    assert again.duplicate and not first.duplicate
-    assert again.refund == first.refund and again.refunded_fen == 400
+    assert again.duplicate
+    assert not first.duplicate
+    assert again.refund == first.refund
+    assert again.refunded_fen == 400
     with pytest.raises(RefundConflict):
         await svc.orders.refund("Q-1", "r1", 401, "t")
     with pytest.raises(RefundExceedsOrder):
@@ -266,7 +269,8 @@ async def test_full_refund_restores_a_used_coupon(svc: Services) -> None:
     coupon = await Coupon.get(code="CPN0001")
     assert (coupon.state, coupon.used_order_id) == ("issued", None)
     again = await svc.orders.refund("C-1", "r2", 1000, "t")
-    assert again.duplicate and again.restored_coupons == ["CPN0001"]
+    assert again.duplicate
+    assert again.restored_coupons == ["CPN0001"]
 
 
 async def test_growth_raises_the_tier_and_its_reversal_does_not_lower_it(svc: Services) -> None:
@@ -297,9 +301,9 @@ async def race_svc(
     wall: FakeWall,
     cache: Cache,
     keys: KeyBuilder,
-) -> AsyncIterator[Services]:
+) -> Services:
     wall.now = T0.timestamp()
-    yield services_on(order_settings(wide_pool), wall, cache, keys)
+    return services_on(order_settings(wide_pool), wall, cache, keys)
 
 
 @pytest.mark.postgres
@@ -311,7 +315,8 @@ async def test_racing_refunds_never_over_reverse(race_svc: Services) -> None:
     results = await asyncio.gather(*refunds, return_exceptions=True)
     done = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, BaseException)]
-    assert len(done) == 14 and all(isinstance(r, RefundExceedsOrder) for r in refused)
+    assert len(done) == 14
+    assert all(isinstance(r, RefundExceedsOrder) for r in refused)
     final = await race_svc.orders.view("X-1")
     assert final.refunded_fen == 980
     assert final.points_reversed == 30 * 980 // 1000
