@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--at", help="ISO date or datetime (default: now; naive = business)")
     _points_parser(sub)
     _members_parser(sub)
+    _orders_parser(sub)
     _oa_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -105,6 +106,24 @@ def _members_parser(sub: Any) -> None:
     adjust.add_argument(
         "--silent", action="store_true", help="do not notify the member (default: a notice)"
     )
+
+
+def _orders_parser(sub: Any) -> None:
+    orders = sub.add_parser("orders", help="import orders")
+    cmd = orders.add_subparsers(dest="orders_command", required=True, parser_class=_Parser)
+    imp = cmd.add_parser("import", help="import a CSV of orders (docs/imports.md)")
+    imp.add_argument("file", help="the CSV file (UTF-8, a header row)")
+    imp.add_argument("--rejects", help="write rejected rows with their reason to this CSV")
+    imp.add_argument("--actor", default="import", help="recorded in the AuditLog rows")
+    imp.add_argument(
+        "--batch", type=_batch_size, default=1000, help="orders per transaction (default 1000)"
+    )
+
+
+def _batch_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 5000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 5000")
+    return int(text)
 
 
 def _oa_parser(sub: Any) -> None:
@@ -166,6 +185,10 @@ def _run(args: argparse.Namespace) -> int:
             cli_tiers, f"{args.tiers_command}_tiers"
         )
         return _async(_with_db(settings, tiers_command(settings, args)))
+    if args.command == "orders":
+        from bot import cli_orders
+
+        return _async(_with_db(settings, cli_orders.import_orders(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

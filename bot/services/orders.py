@@ -40,7 +40,7 @@ from storage.models import Order, OrderRefund
 from storage.repos import audit_log, coupons
 from storage.repos import orders as repo
 from storage.repos import tiers as tiers_repo
-from storage.repos.orders import Holder
+from storage.repos.orders import Holder, Pricing
 from storage.timeutil import utc
 
 __all__ = [
@@ -111,17 +111,6 @@ class NewOrder:
     paid_at: datetime
     channel: str = ""
     store: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """What an order earns: base points, the multipliers (per mille), points and growth."""
-
-    base: int
-    tier_multiplier: int
-    day_multiplier: int
-    points: int
-    growth: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +255,7 @@ class OrderService:
 
     # --- create ------------------------------------------------------------------------
 
-    async def create(self, order: NewOrder, actor: str) -> OrderView:
+    async def create(self, order: NewOrder, actor: str, *, source: str = "api") -> OrderView:
         """Record an order once; a repeat with the same content is answered again."""
         _check_order(order)
         ref = self.member_ref(order.member)
@@ -278,14 +267,14 @@ class OrderService:
         holder = await self.find_member(order.member, now=now, channel=order.channel)
         pricing = self.price(holder.tier, order.amount_fen, order.paid_at)
         try:
-            upgraded = await self._write(order, holder, pricing, print_, actor, now)
+            upgraded = await self._write(order, holder, pricing, (print_, source), actor, now)
         except IntegrityError:
             existing = await repo.find(order.external_id)
             if existing is None:
                 raise
             return await self._again(existing, print_)
         if upgraded:  # the tier notice goes out after the commit, keyed by the entry
-            await self._growth_notice(holder.id, pricing.growth, order.external_id, now)
+            await self.send_growth_notice(holder.id, pricing.growth, order.external_id, now)
         return await self.view(order.external_id)
 
     async def _write(
@@ -293,12 +282,13 @@ class OrderService:
         order: NewOrder,
         holder: Holder,
         pricing: Pricing,
-        print_: str,
+        stamp: tuple[str, str],
         actor: str,
         now: datetime,
     ) -> bool:
         """The order's one transaction; True when its growth raised the tier."""
         key = order_key(order.external_id)
+        print_, source = stamp
         upgraded = False
         async with in_transaction():
             await repo.insert(
@@ -312,7 +302,7 @@ class OrderService:
                     "points": pricing.points,
                     "growth": pricing.growth,
                     "fingerprint": print_,
-                    "source": "api",
+                    "source": source,
                     "created_at": now,
                 }
             )
@@ -357,7 +347,7 @@ class OrderService:
             raise OrderConflict(f"order {existing.external_id} exists with other content")
         if existing.growth and existing.member_id is not None:  # type: ignore[attr-defined]
             # the first call may have died between its commit and its tier notice
-            await self._growth_notice(
+            await self.send_growth_notice(
                 existing.member_id,  # type: ignore[attr-defined]
                 int(existing.growth),
                 existing.external_id,
@@ -365,7 +355,7 @@ class OrderService:
             )
         return replace(await self.view(existing.external_id), duplicate=True)
 
-    async def _growth_notice(
+    async def send_growth_notice(
         self, member_id: int, growth: int, external_id: str, now: datetime
     ) -> None:
         """Send the upgrade notice of an order's growth entry (found by its key: no write)."""

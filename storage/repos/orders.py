@@ -42,6 +42,17 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class Pricing:
+    """What an order earns: base points, the multipliers (per mille), points and growth."""
+
+    base: int
+    tier_multiplier: int
+    day_multiplier: int
+    points: int
+    growth: int
+
+
+@dataclass(frozen=True, slots=True)
 class Holder:
     """The member an order belongs to, as pricing needs it."""
 
