@@ -116,6 +116,9 @@ def _orders_parser(sub: Any) -> None:
     imp.add_argument("--rejects", help="write rejected rows with their reason to this CSV")
     imp.add_argument("--actor", default="import", help="recorded in the AuditLog rows")
     imp.add_argument(
+        "--notify-tiers", action="store_true", help="send tier notices for upgrades it causes"
+    )
+    imp.add_argument(
         "--batch", type=_batch_size, default=1000, help="orders per transaction (default 1000)"
     )
 

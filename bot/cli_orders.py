@@ -100,7 +100,9 @@ async def import_orders(settings: Settings, args: argparse.Namespace) -> int:
             writer.writerow([*(row.get(name) or "" for name in header), reason])
 
     progress = _Progress(total, sys.stderr)
-    importer = OrderImporter(services.orders, batch=args.batch, actor=args.actor)
+    importer = OrderImporter(
+        services.orders, batch=args.batch, actor=args.actor, notify_tiers=args.notify_tiers
+    )
     try:
         summary = await importer.run(rows, reject, progress)  # type: ignore[arg-type]
     finally:

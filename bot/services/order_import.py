@@ -188,10 +188,19 @@ def _paid_at(text: str) -> datetime:
 class OrderImporter:
     """Imports parsed rows in batches through ``storage.repos.order_import``."""
 
-    def __init__(self, service: OrderService, *, batch: int = 1000, actor: str = "import") -> None:
+    def __init__(
+        self,
+        service: OrderService,
+        *,
+        batch: int = 1000,
+        actor: str = "import",
+        notify_tiers: bool = False,
+    ) -> None:
         self.service = service
         self.batch = batch
         self.actor = actor
+        # tier notices for upgrades an import causes: off unless asked (history is old news)
+        self.notify_tiers = notify_tiers
         self._seen: dict[str, str] = {}  # external id → fingerprint, across the whole file
 
     async def run(
@@ -289,7 +298,7 @@ class OrderImporter:
             return
         summary.imported += len(ready)
         summary.points += sum(p.points for p in priced)
-        for up in upgrades:
+        for up in upgrades if self.notify_tiers else ():
             await self.service.send_growth_notice(up.member_id, up.growth, up.external_id, now)
 
     async def _one_by_one(

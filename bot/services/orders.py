@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
@@ -192,8 +192,17 @@ class OrderService:
         self.clock = clock
         self.tiers = tiers
         self.vault = vault
-        self._points_rate = rate(settings.points.points_per_yuan)
-        self._growth_rate = rate(settings.points.growth_per_yuan)
+        # pricing runs per imported row: rates as integer ratios, multipliers looked up once
+        points_rate = rate(settings.points.points_per_yuan)
+        growth_rate = rate(settings.points.growth_per_yuan)
+        self._points_rate = (points_rate.numerator, points_rate.denominator * 100)
+        self._growth_rate = (growth_rate.numerator, growth_rate.denominator * 100)
+        self._tz = settings.tz
+        membership = settings.membership
+        self._tiers = {t.code: t.multiplier_per_mille for t in membership.tiers}
+        self._lowest = membership.tiers[0].multiplier_per_mille
+        self._ranks = {t.code: i for i, t in enumerate(membership.tiers)}
+        self._days: dict[date, int] = {}
 
     # --- members and pricing -----------------------------------------------------------
 
@@ -237,21 +246,21 @@ class OrderService:
 
     def price(self, tier: str, amount_fen: int, paid_at: datetime) -> Pricing:
         """Points and growth for an amount, the member's tier and the paid day."""
-        base = int(amount_fen * self._points_rate // 100)
-        tier_multiplier = self.settings.membership.tier(tier).multiplier_per_mille
-        day = paid_at.astimezone(self.settings.tz).date()
-        day_multiplier = calendar.day_multiplier(self.settings.member_day, day)
+        base = amount_fen * self._points_rate[0] // self._points_rate[1]
+        tier_multiplier = self._tiers.get(tier, self._lowest)
+        day = paid_at.astimezone(self._tz).date()
+        day_multiplier = self._days.get(day)
+        if day_multiplier is None:
+            day_multiplier = calendar.day_multiplier(self.settings.member_day, day)
+            self._days[day] = day_multiplier
         awarded = points.award(base, tier_multiplier, day_multiplier) if base > 0 else 0
-        growth = int(amount_fen * self._growth_rate // 100)
+        growth = amount_fen * self._growth_rate[0] // self._growth_rate[1]
         return Pricing(base, tier_multiplier, day_multiplier, awarded, growth)
 
     def raise_tier(self, growth: int, tier: str) -> str | None:
         """The higher tier ``growth`` reaches, or None (orders never lower a tier)."""
-        membership = self.settings.membership
-        codes = [t.code for t in membership.tiers]
-        reached = membership.tier_for_growth(growth).code
-        rank = codes.index(tier) if tier in codes else 0
-        return reached if codes.index(reached) > rank else None
+        reached = self.settings.membership.tier_for_growth(growth).code
+        return reached if self._ranks[reached] > self._ranks.get(tier, 0) else None
 
     # --- create ------------------------------------------------------------------------
 
@@ -345,10 +354,11 @@ class OrderService:
         """The answer to a repeat: the first result, or a conflict."""
         if existing.fingerprint != print_:
             raise OrderConflict(f"order {existing.external_id} exists with other content")
-        if existing.growth and existing.member_id is not None:  # type: ignore[attr-defined]
+        member_id: int | None = existing.member_id  # type: ignore[attr-defined]
+        if existing.growth and member_id is not None and existing.source == "api":
             # the first call may have died between its commit and its tier notice
             await self.send_growth_notice(
-                existing.member_id,  # type: ignore[attr-defined]
+                member_id,
                 int(existing.growth),
                 existing.external_id,
                 self.clock.now(),
@@ -358,7 +368,11 @@ class OrderService:
     async def send_growth_notice(
         self, member_id: int, growth: int, external_id: str, now: datetime
     ) -> None:
-        """Send the upgrade notice of an order's growth entry (found by its key: no write)."""
+        """Send the tier notice of an upgrade an order's growth entry caused, if it did.
+
+        The entry exists, so ``add_growth`` answers as a duplicate: it finds the upgrade by
+        the entry's key and enqueues its notice once (the notice is keyed too).
+        """
         await self.tiers.add_growth(
             member_id, growth, order_key(external_id), now=now, reason="order", source="order"
         )

@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from storage.models import (
-    AuditLog,
-    GrowthEntry,
-    Order,
-    PointsAllocation,
-    PointsEntry,
-    PointsLot,
-)
+from storage.models import PointsEntry, PointsLot
 from storage.repos.orders import CREATE, Pricing, order_target
 from storage.repos.tiers import UPGRADE, member_target
 from storage.timeutil import utc
@@ -106,17 +100,89 @@ async def _lock(tx: BaseDBAsyncClient, member_ids: list[int]) -> dict[int, _Stat
     }
 
 
-_BALANCES = (
-    "UPDATE member SET points_balance = {}, points_debt = {}, growth = {}, tier = {}, "
-    "last_active_at = CASE WHEN last_active_at IS NULL OR last_active_at < {} THEN {} "
-    "ELSE last_active_at END WHERE id = {}"
+# Each write as (SQLite: one executemany statement, PostgreSQL: one statement over unnest()
+# arrays, a single round trip for the whole batch). Parameters are the same rows.
+_Write = tuple[str, str]
+
+_BALANCES: _Write = (
+    "UPDATE member SET points_balance = ?1, points_debt = ?2, growth = ?3, tier = ?4, "
+    "last_active_at = CASE WHEN last_active_at IS NULL OR last_active_at < ?5 THEN ?5 "
+    "ELSE last_active_at END WHERE id = ?6",
+    "UPDATE member AS m SET points_balance = u.b, points_debt = u.d, growth = u.g, tier = u.t, "
+    "last_active_at = CASE WHEN m.last_active_at IS NULL OR m.last_active_at < u.a THEN u.a "
+    "ELSE m.last_active_at END FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
+    "$4::varchar[], $5::timestamptz[], $6::bigint[]) AS u(b, d, g, t, a, id) WHERE m.id = u.id",
+)
+_ORDER: _Write = (
+    "INSERT INTO orders (external_id, member_id, amount_fen, refunded_fen, channel, store, "
+    "paid_at, points, points_reversed, growth, growth_reversed, fingerprint, source, "
+    "created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?, 0, ?, 0, ?, 'import', ?)",
+    "INSERT INTO orders (external_id, member_id, amount_fen, refunded_fen, channel, store, "
+    "paid_at, points, points_reversed, growth, growth_reversed, fingerprint, source, "
+    "created_at) SELECT e, m, a, 0, c, s, p, pt, 0, g, 0, f, 'import', ca FROM unnest("
+    "$1::varchar[], $2::bigint[], $3::bigint[], $4::varchar[], $5::varchar[], "
+    "$6::timestamptz[], $7::bigint[], $8::bigint[], $9::varchar[], $10::timestamptz[]) "
+    "AS u(e, m, a, c, s, p, pt, g, f, ca)",
+)
+_ENTRY: _Write = (
+    "INSERT INTO points_entry (member_id, idempotency_key, kind, amount, base, "
+    "tier_multiplier, day_multiplier, reason, source, ref, created_at) "
+    "VALUES (?, ?, 'earn', ?, ?, ?, ?, 'order', 'order', ?, ?)",
+    "INSERT INTO points_entry (member_id, idempotency_key, kind, amount, base, "
+    "tier_multiplier, day_multiplier, reason, source, ref, created_at) "
+    "SELECT m, k, 'earn', a, b, t, d, 'order', 'order', r, c FROM unnest($1::bigint[], "
+    "$2::varchar[], $3::bigint[], $4::bigint[], $5::int[], $6::int[], $7::varchar[], "
+    "$8::timestamptz[]) AS u(m, k, a, b, t, d, r, c)",
+)
+_LOT: _Write = (
+    "INSERT INTO points_lot (member_id, entry_id, amount, remaining, expires_at, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO points_lot (member_id, entry_id, amount, remaining, expires_at, created_at) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], "
+    "$5::timestamptz[], $6::timestamptz[])",
+)
+_ALLOCATION: _Write = (
+    "INSERT INTO points_allocation (entry_id, lot_id, amount) VALUES (?, ?, ?)",
+    "INSERT INTO points_allocation (entry_id, lot_id, amount) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
+)
+_GROWTH: _Write = (
+    "INSERT INTO growth_entry (member_id, idempotency_key, amount, reason, source, created_at) "
+    "VALUES (?, ?, ?, 'order', 'order', ?)",
+    "INSERT INTO growth_entry (member_id, idempotency_key, amount, reason, source, created_at) "
+    "SELECT m, k, a, 'order', 'order', c FROM unnest($1::bigint[], $2::varchar[], "
+    "$3::bigint[], $4::timestamptz[]) AS u(m, k, a, c)",
+)
+_AUDIT: _Write = (
+    "INSERT INTO audit_log (actor, action, target, detail, at) VALUES (?, ?, ?, ?, ?)",
+    "INSERT INTO audit_log (actor, action, target, detail, at) "
+    "SELECT a, n, t, d::jsonb, w FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], "
+    "$4::text[], $5::timestamptz[]) AS u(a, n, t, d, w)",
 )
 
 
-def _numbered(conn: BaseDBAsyncClient, template: str) -> str:
-    if conn.capabilities.dialect == "postgres":
-        return template.format(*(f"${i}" for i in range(1, template.count("{}") + 1)))
-    return template.replace("{}", "?")
+async def _write(tx: BaseDBAsyncClient, statement: _Write, rows: list[list[Any]]) -> None:
+    """Write the rows with one statement on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
+    sqlite, postgres = statement
+    if tx.capabilities.dialect == "postgres":
+        await tx.execute_query(postgres, [list(column) for column in zip(*rows, strict=True)])
+    else:
+        await tx.execute_many(sqlite, rows)
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The batch's rows as statement parameters (raw multi-row writes: building ORM
+    objects cost more than the database work)."""
+
+    orders: list[list[Any]] = field(default_factory=list)
+    entries: list[list[Any]] = field(default_factory=list)
+    settled: dict[str, int] = field(default_factory=dict)  # entry key → debt it settled
+    growth: list[list[Any]] = field(default_factory=list)
+    audit: list[list[Any]] = field(default_factory=list)
+    upgrades: dict[int, tuple[str, str, int, str, Upgrade]] = field(default_factory=dict)
 
 
 async def write_batch(
@@ -124,155 +190,106 @@ async def write_batch(
 ) -> tuple[list[Pricing], list[Upgrade]]:
     """Write new orders in one transaction; what each earned and the tiers raised.
 
-    IntegrityError (nothing written) when an order or entry key already exists.
+    IntegrityError (nothing written) when an order or entry key already exists. A member
+    raised more than once in a batch gets one upgrade row, from the first tier to the last.
     """
+    at = utc(now)
     async with in_transaction() as tx:
         states = await _lock(tx, [o.member_id for o in orders])
-        priced, upgrades = [], []
-        rows, entries, growth_rows, audit = [], [], [], []
-        settle: dict[str, int] = {}
+        priced: list[Pricing] = []
+        rows = _Rows()
         for order in orders:
-            state = states[order.member_id]
-            price = rules.price(state.tier, order.amount_fen, order.paid_at)
-            priced.append(price)
-            key = rules.key(order.external_id)
-            rows.append(_order_row(order, price, now))
-            if price.points:
-                settled = min(price.points, state.debt)
-                state.debt -= settled
-                state.balance += price.points - settled
-                settle[key] = settled
-                entries.append(_entry(order, price, key, now))
-            if price.growth:
-                state.growth += price.growth
-                growth_rows.append(
-                    GrowthEntry(
-                        member_id=order.member_id,
-                        idempotency_key=key,
-                        amount=price.growth,
-                        reason="order",
-                        source="order",
-                        created_at=now,
-                    )
-                )
-                target = rules.raise_tier(state.growth, state.tier)
-                if target is not None and target != state.tier:
-                    audit.append(_upgrade_row(order, state, target, key, now))
-                    upgrades.append(Upgrade(order.member_id, order.external_id, price.growth))
-                    state.tier = target
-            active = min(order.paid_at, now)
-            if state.last_active is None or active > state.last_active:
-                state.last_active = active
-            audit.append(_create_row(order, price, rules.actor, now))
-        await Order.bulk_create(rows, batch_size=500)
-        if entries:
-            await PointsEntry.bulk_create(entries, batch_size=500)
-            await _lots(entries, settle, rules.expires_at, now)
-        if growth_rows:
-            await GrowthEntry.bulk_create(growth_rows, batch_size=500)
-        await tx.execute_many(
-            _numbered(tx, _BALANCES),
+            priced.append(_price(order, states[order.member_id], rules, rows, at))
+        await _write(tx, _ORDER, rows.orders)
+        if rows.entries:
+            await _write(tx, _ENTRY, rows.entries)
+            await _lots(tx, rows, utc(rules.expires_at), at)
+        await _write(tx, _GROWTH, rows.growth)
+        balances = [
+            [s.balance, s.debt, s.growth, s.tier, utc(seen), member_id]
+            for member_id, s in states.items()
+            if (seen := s.last_active) is not None
+        ]
+        await _write(tx, _BALANCES, balances)
+        for member_id, (old, new, growth, key, _) in rows.upgrades.items():
+            detail = {"from": old, "to": new, "growth": growth, "key": key}
+            # the row storage.repos.tiers.write_growth writes, so a notice can find it
+            rows.audit.append(["order", UPGRADE, member_target(member_id), _json(detail), at])
+        await _write(tx, _AUDIT, rows.audit)
+        return priced, [up for *_, up in rows.upgrades.values()]
+
+
+def _price(
+    order: ImportOrder, state: _State, rules: BatchRules, rows: _Rows, at: datetime
+) -> Pricing:
+    """Price one order on the member's running state and queue its rows."""
+    price = rules.price(state.tier, order.amount_fen, order.paid_at)
+    key = rules.key(order.external_id)
+    rows.orders.append(
+        [
+            order.external_id, order.member_id, order.amount_fen, order.channel, order.store,
+            utc(order.paid_at), price.points, price.growth, order.fingerprint, at,
+        ]
+    )  # fmt: skip
+    if price.points:
+        settled = min(price.points, state.debt)
+        state.debt -= settled
+        state.balance += price.points - settled
+        rows.settled[key] = settled
+        rows.entries.append(
             [
-                [s.balance, s.debt, s.growth, s.tier, utc(seen), utc(seen), member_id]
-                for member_id, s in states.items()
-                if (seen := s.last_active) is not None
-            ],
-        )
-        await AuditLog.bulk_create(audit, batch_size=500)
-        return priced, upgrades
+                order.member_id, key, price.points, price.base, price.tier_multiplier,
+                price.day_multiplier, order.external_id, at,
+            ]
+        )  # fmt: skip
+    if price.growth:
+        state.growth += price.growth
+        rows.growth.append([order.member_id, key, price.growth, at])
+        target = rules.raise_tier(state.growth, state.tier)
+        if target is not None and target != state.tier:
+            first = rows.upgrades.get(order.member_id)
+            old = first[0] if first else state.tier
+            up = Upgrade(order.member_id, order.external_id, price.growth)
+            rows.upgrades[order.member_id] = (old, target, state.growth, key, up)
+            state.tier = target
+    active = min(order.paid_at, at)
+    if state.last_active is None or active > state.last_active:
+        state.last_active = active
+    detail = {
+        "member": order.member_code,
+        "amount_fen": order.amount_fen,
+        "points": price.points,
+        "growth": price.growth,
+        "base": price.base,
+        "tier_multiplier": price.tier_multiplier,
+        "day_multiplier": price.day_multiplier,
+        "source": "import",
+    }
+    rows.audit.append([rules.actor, CREATE, order_target(order.external_id), _json(detail), at])
+    return price
 
 
-async def _lots(
-    entries: list[PointsEntry], settle: dict[str, int], expires_at: datetime, now: datetime
-) -> None:
-    keys = [e.idempotency_key for e in entries]
+def _json(detail: dict[str, Any]) -> str:
+    return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _lots(tx: BaseDBAsyncClient, rows: _Rows, expires_at: datetime, at: datetime) -> None:
+    keys = [entry[1] for entry in rows.entries]
     ids = dict(
         await PointsEntry.filter(idempotency_key__in=keys).values_list("idempotency_key", "id")
     )
     lots = [
-        PointsLot(
-            member_id=e.member_id,  # type: ignore[attr-defined]
-            entry_id=ids[e.idempotency_key],
-            amount=e.amount,
-            remaining=e.amount - settle[e.idempotency_key],
-            expires_at=expires_at,
-            created_at=now,
-        )
-        for e in entries
+        [member_id, ids[key], amount, amount - rows.settled[key], expires_at, at]
+        for member_id, key, amount, *_ in rows.entries
     ]
-    await PointsLot.bulk_create(lots, batch_size=500)
-    settled = {ids[k]: n for k, n in settle.items() if n}
+    await _write(tx, _LOT, lots)
+    settled = {int(ids[k]): n for k, n in rows.settled.items() if n}
     if not settled:
         return
     # debt settled from a new lot is allocated to its own earning at once (DESIGN §3)
     lot_ids = await PointsLot.filter(entry_id__in=list(settled)).values_list("entry_id", "id")
-    await PointsAllocation.bulk_create(
-        [
-            PointsAllocation(entry_id=entry_id, lot_id=lot_id, amount=settled[entry_id])
-            for entry_id, lot_id in lot_ids
-        ]
-    )
-
-
-def _order_row(order: ImportOrder, price: Pricing, now: datetime) -> Order:
-    return Order(
-        external_id=order.external_id,
-        member_id=order.member_id,
-        amount_fen=order.amount_fen,
-        channel=order.channel,
-        store=order.store,
-        paid_at=order.paid_at,
-        points=price.points,
-        growth=price.growth,
-        fingerprint=order.fingerprint,
-        source="import",
-        created_at=now,
-    )
-
-
-def _entry(order: ImportOrder, price: Pricing, key: str, now: datetime) -> PointsEntry:
-    return PointsEntry(
-        member_id=order.member_id,
-        idempotency_key=key,
-        kind="earn",
-        amount=price.points,
-        base=price.base,
-        tier_multiplier=price.tier_multiplier,
-        day_multiplier=price.day_multiplier,
-        reason="order",
-        source="order",
-        ref=order.external_id,
-        created_at=now,
-    )
-
-
-def _create_row(order: ImportOrder, price: Pricing, actor: str, now: datetime) -> AuditLog:
-    return AuditLog(
-        actor=actor,
-        action=CREATE,
-        target=order_target(order.external_id),
-        detail={
-            "member": order.member_code,
-            "amount_fen": order.amount_fen,
-            "points": price.points,
-            "growth": price.growth,
-            "base": price.base,
-            "tier_multiplier": price.tier_multiplier,
-            "day_multiplier": price.day_multiplier,
-            "source": "import",
-        },
-        at=now,
-    )
-
-
-def _upgrade_row(
-    order: ImportOrder, state: _State, target: str, key: str, now: datetime
-) -> AuditLog:
-    # the same row storage.repos.tiers.write_growth writes, so its notice finds it
-    return AuditLog(
-        actor="order",
-        action=UPGRADE,
-        target=member_target(order.member_id),
-        detail={"from": state.tier, "to": target, "growth": state.growth, "key": key},
-        at=now,
+    await _write(
+        tx,
+        _ALLOCATION,
+        [[int(entry_id), int(lot_id), settled[int(entry_id)]] for entry_id, lot_id in lot_ids],
     )
