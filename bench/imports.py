@@ -19,6 +19,7 @@ import asyncio
 import csv
 import os
 import random
+import resource
 import secrets
 import subprocess
 import sys
@@ -112,8 +113,10 @@ def write_orders(path: Path, rows: int, members: list[tuple[str, str]], rng: ran
             )
 
 
-def run_import(config: Path, orders: Path, batch: int) -> tuple[float, str]:
+def run_import(config: Path, orders: Path, batch: int) -> tuple[float, float, str]:
+    """Wall seconds, the import process's CPU seconds, its summary line."""
     command = [sys.executable, "-m", "bot", "--config", str(config), "orders", "import"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [*command, str(orders), "--batch", str(batch)],
@@ -124,9 +127,11 @@ def run_import(config: Path, orders: Path, batch: int) -> tuple[float, str]:
         check=False,
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode not in (0, 1):
         raise SystemExit(f"import failed ({done.returncode}): {done.stderr.strip()}")
-    return elapsed, done.stdout.strip().splitlines()[0]
+    return elapsed, cpu, done.stdout.strip().splitlines()[0]
 
 
 def main() -> None:
@@ -153,8 +158,11 @@ def main() -> None:
             f"{stack.name}: {args.rows:,} orders over {args.members:,} members, batch {args.batch}"
         )
         for label in ("import", "re-run"):
-            elapsed, summary = run_import(config, orders, args.batch)
-            print(f"  {label:7s} {elapsed:6.1f} s  {args.rows / elapsed:9,.0f} rows/s  {summary}")
+            elapsed, cpu, summary = run_import(config, orders, args.batch)
+            rate = args.rows / elapsed
+            print(
+                f"  {label:7s} {elapsed:6.1f} s ({cpu:5.1f} s CPU)  {rate:9,.0f} rows/s  {summary}"
+            )
 
 
 if __name__ == "__main__":
