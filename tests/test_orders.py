@@ -35,6 +35,7 @@ from storage.models import (
     Member,
     Order,
     OrderRefund,
+    OutboxMessage,
     PointsEntry,
 )
 from tests.cli_support import HMAC_KEY, MOBILE_KEY
@@ -278,6 +279,8 @@ async def test_growth_raises_the_tier_and_its_reversal_does_not_lower_it(svc: Se
     view = await svc.orders.create(order("G-1", by_code(m), 300000), "t")  # 3000 growth
     assert view.growth == 3000
     assert (await reload(m)).tier == "silver"
+    await svc.orders.create(order("G-1", by_code(m), 300000), "t")  # a repeat: no second notice
+    assert await OutboxMessage.filter(member_id=m.id).count() == 1
     await svc.orders.refund("G-1", "r1", 300000, "t")
     after = await reload(m)
     assert (after.tier, after.growth) == ("silver", 0)

@@ -19,7 +19,15 @@ from bot.services.order_import import OrderImporter, Row, _Parsed
 from bot.services.orders import MemberLookup, NewOrder
 from storage.cache import Cache
 from storage.keys import KeyBuilder
-from storage.models import AuditLog, GrowthEntry, Identity, Member, Order, PointsEntry
+from storage.models import (
+    AuditLog,
+    GrowthEntry,
+    Identity,
+    Member,
+    Order,
+    OutboxMessage,
+    PointsEntry,
+)
 from tests.cli_support import KEYS, with_db, write_config
 from tests.fakes import FakeWall
 from tests.test_orders import order_settings, services_on
@@ -214,6 +222,7 @@ async def test_batches_settle_debt_and_raise_tiers_like_single_orders(svc: Servi
     upgrade = await AuditLog.get(action="tier.upgrade", target=f"member:{climber.id}")
     assert upgrade.detail["key"] == "order:C-1"
     assert (await svc.orders.view("C-2")).tier_multiplier == 1200
+    assert await OutboxMessage.filter(member_id=climber.id).count() == 0  # no --notify-tiers
     assert await points.reconcile() == []
     # an API repeat of an imported order is a duplicate with the same answer
     again = await svc.orders.create(
@@ -249,3 +258,17 @@ async def test_a_batch_racing_another_writer_falls_back_to_one_at_a_time(svc: Se
     assert await PointsEntry.filter(kind="earn").count() == 4
     assert (await Member.get(code="RACER001")).points_balance == 10 + 5 + 7 + 7
     assert await points.reconcile() == []
+
+
+async def test_two_upgrades_in_a_batch_are_one_row_and_one_notice(svc: Services) -> None:
+    jumper = await Member.create(code="JUMPER01", created_at=T0)
+    rows = [_row("J-1", "JUMPER01", 300000), _row("J-2", "JUMPER01", 300000)]
+    summary, _ = await _import(svc, rows, OrderImporter(svc.orders, notify_tiers=True))
+    assert summary.imported == 2
+    assert (await Member.get(id=jumper.id)).tier == "gold"
+    upgrades = await AuditLog.filter(action="tier.upgrade").values_list("detail", flat=True)
+    assert upgrades == [{"from": "basic", "to": "gold", "growth": 6000, "key": "order:J-2"}]
+    notices = await OutboxMessage.filter(member_id=jumper.id).values_list(
+        "idempotency_key", flat=True
+    )
+    assert notices == [f"notify:tier:{jumper.id}:up:order:J-2"]
