@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from tortoise.exceptions import IntegrityError
-
 from bot.services import points
 from bot.services.orders import (
     MAX_ID,
@@ -290,7 +288,7 @@ class OrderImporter:
         )
         try:
             priced, upgrades = await repo.write_batch(ready, rules, now)
-        except IntegrityError:
+        except repo.BatchClash:
             # someone recorded one of these orders meanwhile: one at a time decides each
             await self._one_by_one(
                 [p for p in parsed if p.order.member in holders], summary, reject

@@ -7,8 +7,8 @@ same row before touching lots. Then it prices the orders in file order on those 
 (the tier an earlier order raised prices the next one, as one-by-one calls would), and
 writes orders, entries, lots, debt settlements, growth entries, member totals and audit
 rows with a handful of multi-row statements. The unique keys still decide: an order or
-entry that exists makes the whole batch fail with IntegrityError, and the caller retries
-that batch one order at a time.
+entry that exists makes the whole batch fail (BatchClash), and the caller retries that
+batch one order at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from asyncpg.exceptions import TransactionRollbackError  # type: ignore[import-untyped]
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import PointsEntry, PointsLot
@@ -185,14 +187,29 @@ class _Rows:
     upgrades: dict[int, tuple[str, str, int, str, Upgrade]] = field(default_factory=dict)
 
 
+class BatchClash(Exception):
+    """Nothing was written: another writer recorded one of the batch's orders (a unique
+    key failed) or PostgreSQL broke a deadlock with it (an API call recording the same
+    order waits on a member row the batch holds while the batch waits on that order)."""
+
+
 async def write_batch(
     orders: Sequence[ImportOrder], rules: BatchRules, now: datetime
 ) -> tuple[list[Pricing], list[Upgrade]]:
     """Write new orders in one transaction; what each earned and the tiers raised.
 
-    IntegrityError (nothing written) when an order or entry key already exists. A member
-    raised more than once in a batch gets one upgrade row, from the first tier to the last.
+    BatchClash (nothing written) when it races another writer. A member raised more than
+    once in a batch gets one upgrade row, from the first tier to the last.
     """
+    try:
+        return await _write_batch(orders, rules, now)
+    except (IntegrityError, TransactionRollbackError) as error:
+        raise BatchClash(str(error)) from error
+
+
+async def _write_batch(
+    orders: Sequence[ImportOrder], rules: BatchRules, now: datetime
+) -> tuple[list[Pricing], list[Upgrade]]:
     at = utc(now)
     async with in_transaction() as tx:
         states = await _lock(tx, [o.member_id for o in orders])
