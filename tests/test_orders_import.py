@@ -15,7 +15,7 @@ import pytest
 from bot.cli import main
 from bot.context import Services
 from bot.services import points
-from bot.services.order_import import OrderImporter, Row, _Parsed
+from bot.services.order_import import OrderImporter, Row, _Parsed, check_header, parse
 from bot.services.orders import MemberLookup, NewOrder
 from storage.cache import Cache
 from storage.keys import KeyBuilder
@@ -272,3 +272,13 @@ async def test_two_upgrades_in_a_batch_are_one_row_and_one_notice(svc: Services)
         "idempotency_key", flat=True
     )
     assert notices == [f"notify:tier:{jumper.id}:up:order:J-2"]
+
+
+async def test_the_documented_sample_parses(svc: Services) -> None:
+    sample = Path(__file__).parent.parent / "docs" / "samples" / "orders.csv"
+    with sample.open(encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        check_header(reader.fieldnames or [])
+        parsed = [parse(svc.orders, row) for row in reader]
+    assert [p.order.amount_fen for p in parsed] == [12800, 25650, 9990, 4500]
+    assert all(p.order.paid_at.utcoffset() is not None for p in parsed)
