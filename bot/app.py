@@ -34,6 +34,8 @@ from bot.services.binding import BindingService
 from bot.services.mall import MallService
 from bot.services.members import MemberService
 from bot.services.notify import Notifier
+from bot.services.orders import OrderService
+from bot.services.pii import MobileVault
 from bot.services.referrals import ReferralService
 from bot.services.signin import SignInService
 from bot.services.tiers import TierService
@@ -126,6 +128,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         tiers=tiers,
         signin=SignInService(settings, tiers),
         mall=MallService(settings, clock),
+        orders=OrderService(settings, clock, tiers, MobileVault.from_settings(settings.security)),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

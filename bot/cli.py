@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--at", help="ISO date or datetime (default: now; naive = business)")
     _points_parser(sub)
     _members_parser(sub)
+    _orders_parser(sub)
     _oa_parser(sub)
     _coupons_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
@@ -114,6 +115,27 @@ def _coupons_parser(sub: Any) -> None:
     expire = cmd.add_parser("expire", help="mark issued coupons past valid_to expired")
     expire.add_argument("--at", help="ISO date or datetime (default now, business time)")
     expire.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+
+
+def _orders_parser(sub: Any) -> None:
+    orders = sub.add_parser("orders", help="import orders")
+    cmd = orders.add_subparsers(dest="orders_command", required=True, parser_class=_Parser)
+    imp = cmd.add_parser("import", help="import a CSV of orders (docs/imports.md)")
+    imp.add_argument("file", help="the CSV file (UTF-8, a header row)")
+    imp.add_argument("--rejects", help="write rejected rows with their reason to this CSV")
+    imp.add_argument("--actor", default="import", help="recorded in the AuditLog rows")
+    imp.add_argument(
+        "--notify-tiers", action="store_true", help="send tier notices for upgrades it causes"
+    )
+    imp.add_argument(
+        "--batch", type=_batch_size, default=1000, help="orders per transaction (default 1000)"
+    )
+
+
+def _batch_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 5000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 5000")
+    return int(text)
 
 
 def _oa_parser(sub: Any) -> None:
@@ -182,6 +204,10 @@ def _run(args: argparse.Namespace) -> int:
             cli_coupons, f"{args.coupons_command}_coupons"
         )
         return _async(_with_db(settings, coupons_command(settings, args)))
+    if args.command == "orders":
+        from bot import cli_orders
+
+        return _async(_with_db(settings, cli_orders.import_orders(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

@@ -17,7 +17,12 @@ from bot.admin.api import ApiError, ApiRoutes, Endpoint, error_response, wrap
 from bot.admin.openapi import build_document
 
 # One module per resource; each defines ``routes = ApiRoutes(tag=…)``.
-MODULES: tuple[str, ...] = ("bot.admin.audit", "bot.admin.rewards", "bot.admin.coupons")
+MODULES: tuple[str, ...] = (
+    "bot.admin.audit",
+    "bot.admin.orders",
+    "bot.admin.rewards",
+    "bot.admin.coupons",
+)
 
 
 def endpoints() -> list[Endpoint]:
