@@ -20,10 +20,13 @@ used on the order are restored in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date, datetime
+from typing import TypeVar
 
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from bot.clock import BusinessClock
@@ -169,7 +172,9 @@ class OrderService:
         holder = await self.find_member(order.member, now=now, channel=order.channel)
         pricing = self.price(holder.tier, order.amount_fen, order.paid_at)
         try:
-            upgraded = await self._write(order, holder, pricing, (print_, source), actor, now)
+            upgraded = await _deadlock_retry(
+                lambda: self._write(order, holder, pricing, (print_, source), actor, now)
+            )
         except IntegrityError:
             existing = await repo.find(order.external_id)
             if existing is None:
@@ -288,7 +293,9 @@ class OrderService:
             return await self._refund_again(order, existing, amount_fen)
         now = self.clock.now()
         try:
-            restored = await self._write_refund(order, refund_id, amount_fen, actor, now)
+            restored = await _deadlock_retry(
+                lambda: self._write_refund(order, refund_id, amount_fen, actor, now)
+            )
         except IntegrityError:
             existing = await repo.find_refund(int(order.id), refund_id)
             if existing is None:
@@ -414,3 +421,20 @@ def _check_order(order: NewOrder) -> None:
         raise ValueError("amount_fen must be positive")
     if order.paid_at.tzinfo is None or order.paid_at.utcoffset() is None:
         raise ValueError("paid_at must be timezone-aware")
+
+
+_T = TypeVar("_T")
+_DEADLOCK_TRIES = 3
+
+
+async def _deadlock_retry(write: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a write transaction again when PostgreSQL aborted it to break a deadlock (an
+    import locking the same members); the transaction rolled back, so a retry is safe."""
+    for attempt in range(1, _DEADLOCK_TRIES + 1):
+        try:
+            return await write()
+        except OperationalError as error:
+            if attempt == _DEADLOCK_TRIES or "deadlock" not in str(error).lower():
+                raise
+            await asyncio.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")

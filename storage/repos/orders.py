@@ -93,12 +93,14 @@ async def holder_by_code(code: str) -> Holder | None:
 
 
 async def holder_by_id(member_id: int) -> Holder | None:
-    """The member by id; a merged member's survivor."""
+    """The member by id; a merged member's survivor; None for an erased (注销) member."""
     for _ in range(4):  # merges chain at most a few times
-        rows = await Member.filter(id=member_id).values_list("id", "code", "tier", "merged_into_id")
-        if not rows:
+        rows = await Member.filter(id=member_id).values_list(
+            "id", "code", "tier", "merged_into_id", "status"
+        )
+        if not rows or rows[0][4] == "deleted":
             return None
-        found, code, tier, merged_into = rows[0]
+        found, code, tier, merged_into, _status = rows[0]
         if merged_into is None:
             return Holder(int(found), str(code), str(tier))
         member_id = int(merged_into)
