@@ -17,7 +17,7 @@ from bot.admin.api import ApiError, ApiRoutes, Endpoint, error_response, wrap
 from bot.admin.openapi import build_document
 
 # One module per resource; each defines ``routes = ApiRoutes(tag=…)``.
-MODULES: tuple[str, ...] = ("bot.admin.audit",)
+MODULES: tuple[str, ...] = ("bot.admin.audit", "bot.admin.members")
 
 
 def endpoints() -> list[Endpoint]:

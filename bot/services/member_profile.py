@@ -17,6 +17,7 @@ from storage.repos import member_story, member_view
 
 LEDGER_LINES = 20
 STORY_LINES = 20
+MAX_CODE = 16  # Member.code
 LEGACY_CODE = "legacy_code"  # bot.services.member_import.LEGACY_CODE
 
 
@@ -52,10 +53,19 @@ async def find(ref: str, vault: MobileVault) -> Member | None:
     if is_mobile(ref):
         return await mobile.find_member(vault, ref)
     return (
-        await member_view.member_by_code(ref)
+        await by_code(ref)
         or await member_view.member_by_identity(ref)
         or await member_view.member_by_identity(ref.strip(), (LEGACY_CODE,))
     )
+
+
+async def by_code(ref: str) -> Member | None:
+    """The member with this public code; None for anything longer than a code can be
+    (an openid is 28 characters: the ORM refuses to compare it with the code column)."""
+    code = ref.strip()
+    if not 0 < len(code) <= MAX_CODE:
+        return None
+    return await member_view.member_by_code(code)
 
 
 def masked_mobile(member: Member, vault: MobileVault) -> str:
