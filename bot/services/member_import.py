@@ -308,9 +308,13 @@ class Importer:
                 summary.rejected.append(Rejected(line, cells, exc.reason, exc.detail))
         done = len(summary.rejected)
         expires_at = lot_expiry(self.parser.now, self.parser.tz)
-        for start in range(0, len(valid), self.batch):
+        analysed_at = 1
+        for number, start in enumerate(range(0, len(valid), self.batch), 1):
             chunk = valid[start : start + self.batch]
             await self._write(chunk, summary, expires_at)
+            if number == analysed_at and not self.dry_run:  # as the tables double
+                await repo.refresh_statistics()
+                analysed_at *= 2
             done += len(chunk)
             if progress is not None and done < summary.rows:
                 progress(done, summary.rows)

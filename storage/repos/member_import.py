@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
@@ -62,16 +63,15 @@ async def existing(rows: Sequence[ImportRow]) -> dict[int, str]:
     """
     wanted = {identity: row.line for row in rows for identity in row.identities}
     found: dict[int, str] = {}
-    if wanted:
-        values = sorted({value for _, _, value in wanted})
-        kinds = sorted({kind for kind, _, _ in wanted})
-        held = await Identity.filter(kind__in=kinds, value__in=values).values_list(
-            "kind", "app", "value", "member__code"
+    groups: dict[tuple[str, str], list[str]] = {}
+    for kind, app, value in wanted:
+        groups.setdefault((kind, app), []).append(value)
+    for (kind, app), values in groups.items():  # (kind, app, value IN …): the unique index
+        held = await Identity.filter(kind=kind, app=app, value__in=values).values_list(
+            "value", "member__code"
         )
-        for kind, app, value, code in held:
-            line = wanted.get((str(kind), str(app), str(value)))
-            if line is not None:
-                found.setdefault(line, str(code))
+        for value, code in held:
+            found.setdefault(wanted[(kind, app, str(value))], str(code))
     hashes = {row.mobile_hash: row.line for row in rows if row.mobile_hash}
     if hashes:
         members = await Member.filter(mobile_hash__in=list(hashes)).values_list(
@@ -80,6 +80,22 @@ async def existing(rows: Sequence[ImportRow]) -> dict[int, str]:
         for digest, code in members:
             found.setdefault(hashes[str(digest)], str(code))
     return found
+
+
+_TABLES = ("member", "identity", "points_entry", "points_lot", "growth_entry")
+
+
+async def refresh_statistics() -> None:
+    """ANALYZE the tables an import fills (PostgreSQL; nothing on SQLite).
+
+    A table that grows from empty within a minute keeps the planner's "a few rows"
+    estimate until autovacuum analyses it, and the duplicate check's index lookups turn
+    into scans of the whole identity table per batch; the import refreshes the
+    statistics as the tables double.
+    """
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "postgres":
+        await conn.execute_script(f"ANALYZE {', '.join(_TABLES)};")
 
 
 async def insert(
@@ -138,20 +154,32 @@ async def insert(
         )
 
 
+# (column, PostgreSQL array type): PostgreSQL inserts a batch as one statement over
+# unnest() of one array per column; SQLite runs one executemany.
 _MEMBER = (
-    "code", "status", "tier", "growth", "points_balance", "points_debt", "birthday",
-    "birth_md", "mobile_cipher", "mobile_hash", "channel", "created_at",
+    ("code", "text"), ("status", "text"), ("tier", "text"), ("growth", "int8"),
+    ("points_balance", "int8"), ("points_debt", "int8"), ("birthday", "date"),
+    ("birth_md", "int2"), ("mobile_cipher", "text"), ("mobile_hash", "text"),
+    ("channel", "text"), ("created_at", "timestamptz"),
 )  # fmt: skip
 _IDENTITY = (
-    "kind", "app", "value", "member_id", "followed", "cs_sent_since_message",
-    "cs_sent_since_event", "created_at",
+    ("kind", "text"), ("app", "text"), ("value", "text"), ("member_id", "int8"),
+    ("followed", "bool"), ("cs_sent_since_message", "int4"), ("cs_sent_since_event", "int4"),
+    ("created_at", "timestamptz"),
 )  # fmt: skip
 _ENTRY = (
-    "member_id", "idempotency_key", "kind", "amount", "base", "tier_multiplier",
-    "day_multiplier", "reason", "source", "ref", "created_at",
+    ("member_id", "int8"), ("idempotency_key", "text"), ("kind", "text"), ("amount", "int8"),
+    ("base", "int8"), ("tier_multiplier", "int4"), ("day_multiplier", "int4"),
+    ("reason", "text"), ("source", "text"), ("ref", "text"), ("created_at", "timestamptz"),
 )  # fmt: skip
-_LOT = ("member_id", "entry_id", "amount", "remaining", "expires_at", "created_at")
-_GROWTH = ("member_id", "idempotency_key", "amount", "reason", "source", "created_at")
+_LOT = (
+    ("member_id", "int8"), ("entry_id", "int8"), ("amount", "int8"), ("remaining", "int8"),
+    ("expires_at", "timestamptz"), ("created_at", "timestamptz"),
+)  # fmt: skip
+_GROWTH = (
+    ("member_id", "int8"), ("idempotency_key", "text"), ("amount", "int8"),
+    ("reason", "text"), ("source", "text"), ("created_at", "timestamptz"),
+)  # fmt: skip
 
 
 def _member(row: ImportRow) -> list[Any]:
@@ -172,17 +200,19 @@ def _member(row: ImportRow) -> list[Any]:
 
 
 async def _many(
-    tx: BaseDBAsyncClient, table: str, columns: tuple[str, ...], rows: list[list[Any]]
+    tx: BaseDBAsyncClient, table: str, columns: tuple[tuple[str, str], ...], rows: list[list[Any]]
 ) -> None:
-    """One ``executemany`` INSERT of these rows (placeholders for the dialect)."""
+    """Insert these rows: one unnest() statement on PostgreSQL, one executemany on SQLite."""
     if not rows:
         return
+    names = ", ".join(name for name, _ in columns)
     if tx.capabilities.dialect == "postgres":
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    else:
-        marks = ", ".join("?" for _ in columns)
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-    await tx.execute_many(sql, rows)
+        arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(columns, 1))
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        await tx.execute_query(sql, [list(column) for column in zip(*rows, strict=True)])
+        return
+    marks = ", ".join("?" for _ in columns)
+    await tx.execute_many(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
 
 
 async def _ids(model: Any, column: str, values: Iterable[str]) -> dict[str, int]:
