@@ -94,7 +94,7 @@ def _points_parser(sub: Any) -> None:
 
 
 def _members_parser(sub: Any) -> None:
-    members = sub.add_parser("members", help="show a member, correct their points")
+    members = sub.add_parser("members", help="show, import, correct members")
     cmd = members.add_subparsers(dest="members_command", required=True, parser_class=_Parser)
     show = cmd.add_parser("show", help="identities, tier, ledger, lots, tags, consent")
     show.add_argument("member", help="member code, mobile number or openid")
@@ -107,6 +107,12 @@ def _members_parser(sub: Any) -> None:
     adjust.add_argument(
         "--silent", action="store_true", help="do not notify the member (default: a notice)"
     )
+    imp = cmd.add_parser("import", help="import a brand's existing members from CSV")
+    imp.add_argument("file", help="UTF-8 CSV with a header line (docs/imports.md)")
+    imp.add_argument("--rejects", help="write rejected rows here (original columns + reason)")
+    imp.add_argument("--account", help="Official Account of the openid column (default: first)")
+    imp.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
+    imp.add_argument("--actor", default="cli", help="recorded in the AuditLog rows")
 
 
 def _coupons_parser(sub: Any) -> None:

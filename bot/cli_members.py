@@ -1,15 +1,18 @@
-"""``python -m bot members show|adjust-points``: an operator's view and corrections."""
+"""``python -m bot members show|import|adjust-points``: an operator's view, imports, fixes."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.clock import BusinessClock
 from bot.config import ConfigError, Settings
-from bot.services import member_profile, operator, points
+from bot.services import member_import, member_profile, operator, points
 from bot.services.pii import MissingKey, MobileVault, mask, normalize
 from storage.models import Member
 
@@ -62,7 +65,66 @@ def render(profile: member_profile.Profile, tz: ZoneInfo) -> list[str]:
         *_section("open lots", [_lot(lot, tz) for lot in profile.lots]),
         *_section("tags", [_tag(t) for t in profile.tags]),
         *_section("consent", [_consent(c, tz) for c in profile.consents]),
+        *_section(_orders_title(profile.order_totals), [_order(o, tz) for o in profile.orders]),
+        *_section("refunds", [_refund(r, tz) for r in profile.refunds]),
+        *_section("redemptions", [_redemption(r, tz) for r in profile.redemptions]),
+        *_section("coupons", [_coupon(c, tz) for c in profile.coupons]),
     ]
+
+
+def _yuan(fen: int) -> str:
+    return f"¥{fen // 100:,}.{fen % 100:02d}" if fen >= 0 else f"-{_yuan(-fen)}"
+
+
+def _orders_title(totals: dict[str, int]) -> str:
+    n, shown = totals["orders"], member_profile.STORY_LINES
+    if not n:
+        return "orders"
+    count = f"latest {shown} of {n:,}" if n > shown else f"{n:,}"
+    paid, refunded = _yuan(totals["paid_fen"]), _yuan(totals["refunded_fen"])
+    return f"orders ({count}; paid {paid}, refunded {refunded})"
+
+
+def _order(row: dict[str, Any], tz: ZoneInfo) -> str:
+    where = "/".join(part for part in (row["channel"], row["store"]) if part) or "-"
+    return (
+        f"{row['external_id']:<20} {_when(row['paid_at'], tz)}  {_yuan(row['amount_fen']):>11}"
+        f"  refunded {_yuan(row['refunded_fen'])}  points {row['points']:+d}"
+        f" reversed {-row['points_reversed']:+d}  growth {row['growth']:+d}"
+        f" reversed {-row['growth_reversed']:+d}  ({where})"
+    )
+
+
+def _refund(row: dict[str, Any], tz: ZoneInfo) -> str:
+    return (
+        f"{row['refund_id']:<20} {_when(row['created_at'], tz)}  {_yuan(row['amount_fen']):>11}"
+        f"  of order {row['order__external_id']}  points {-row['points_reversed']:+d}"
+        f"  growth {-row['growth_reversed']:+d}"
+    )
+
+
+def _redemption(row: dict[str, Any], tz: ZoneInfo) -> str:
+    return (
+        f"#{row['id']:<8} {_when(row['created_at'], tz)}  {row['reward__code']}"
+        f" {row['reward__name']}  {-row['points']:+d} points  ({row['channel'] or '-'})"
+    )
+
+
+def _coupon(row: dict[str, Any], tz: ZoneInfo) -> str:
+    worth = (
+        f"{_yuan(row['value_fen'])} off"
+        if row["value_fen"]
+        else f"{row['discount'] / 10:g}% of the price"
+    )
+    used = (
+        f"  used {_when(row['used_at'], tz)} on order {row['used_order_id']}"
+        if row["used_order_id"]
+        else ""
+    )
+    return (
+        f"{row['code']:<16} {row['state']:<8} {row['name']} ({worth})"
+        f"  valid {_when(row['valid_from'], tz)} to {_when(row['valid_to'], tz)}{used}"
+    )
 
 
 def _when(at: datetime | None, tz: ZoneInfo) -> str:
@@ -173,3 +235,54 @@ async def adjust_points_members(settings: Settings, args: argparse.Namespace) ->
         f"balance {result.balance}, debt {result.debt}; key {key}"
     )
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    """``\r  12,000/100,000 rows`` on stderr while running (TTY only), always at the end."""
+    final = done >= total
+    if final or sys.stderr.isatty():
+        print(f"\r  {done:,}/{total:,} rows", end="\n" if final else "", file=sys.stderr)
+        sys.stderr.flush()
+
+
+async def import_members(settings: Settings, args: argparse.Namespace) -> int:
+    """Import members from CSV; exit 1 when rows were rejected (see ``--rejects``)."""
+    from bot.cli import CliError, resolve_config_path
+
+    if not 0 < len(args.actor) <= MAX_ACTOR:
+        raise CliError(f"--actor must be 1 to {MAX_ACTOR} characters")
+    vault = _vault(settings)
+    try:
+        vault.require()
+    except MissingKey as exc:
+        path = resolve_config_path(args.config)
+        raise ConfigError(path, exc.key, f"{exc.reason}; needed to import mobiles") from None
+    source = Path(args.file)
+    try:
+        data = await asyncio.to_thread(source.read_bytes)
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        file = member_import.read_csv(data)
+    except member_import.CsvProblem as exc:
+        raise CliError(f"{source}: {exc}") from None
+    account = args.account or next(iter(settings.accounts), "")
+    if account and account not in settings.accounts:
+        raise CliError(f"no Official Account named {account!r} in the settings")
+    appid = settings.accounts[account].appid if account else ""
+    now = BusinessClock(settings.tz).now()
+    parser = member_import.RowParser(vault, settings.membership, settings.tz, now, appid)
+    importer = member_import.Importer(parser, args.actor, source.name, dry_run=args.dry_run)
+    summary = await importer.run(file, progress=_progress)
+    line = member_import.summary_line(summary, dry_run=args.dry_run)
+    if args.rejects:  # written even when empty, so an old file never misleads
+        text = member_import.rejects_csv(file.headers, summary.rejected)
+        try:
+            await asyncio.to_thread(Path(args.rejects).write_text, text, encoding="utf-8-sig")
+        except OSError as exc:
+            raise CliError(f"{line}; cannot write {args.rejects}: {exc.strerror}") from None
+        line += f"; rejects in {args.rejects}" if summary.rejected else ""
+    elif summary.rejected:
+        line += "; --rejects FILE writes them with reasons"
+    print(line)
+    return 1 if summary.rejected else 0

@@ -19,6 +19,7 @@ from bot.admin.openapi import build_document
 # One module per resource; each defines ``routes = ApiRoutes(tag=…)``.
 MODULES: tuple[str, ...] = (
     "bot.admin.audit",
+    "bot.admin.members",
     "bot.admin.orders",
     "bot.admin.rewards",
     "bot.admin.coupons",

@@ -1,4 +1,9 @@
-"""A member's whole record for operators (``members show``): find by code, mobile, openid."""
+"""A member's whole record for operators (``members show``, ``GET /api/members/{code}``).
+
+Found by public code, legacy (imported) member code, mobile number or any identity value;
+the record is the whole story: identities, ledger, lots, tags, consent, and the commerce
+rows other services write (orders, refunds, redemptions, coupons).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from typing import Any
 from bot.services import mobile
 from bot.services.pii import BadToken, InvalidMobile, MissingKey, MobileVault, normalize
 from storage.models import Member
-from storage.repos import member_view
+from storage.repos import member_story, member_view
 
 LEDGER_LINES = 20
+STORY_LINES = 20
+MAX_CODE = 16  # Member.code
+LEGACY_CODE = "legacy_code"  # bot.services.member_import.LEGACY_CODE
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,11 @@ class Profile:
     lots: list[dict[str, Any]]
     tags: list[dict[str, Any]]
     consents: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    order_totals: dict[str, int]
+    refunds: list[dict[str, Any]]
+    redemptions: list[dict[str, Any]]
+    coupons: list[dict[str, Any]]
 
 
 def is_mobile(ref: str) -> bool:
@@ -36,10 +49,23 @@ def is_mobile(ref: str) -> bool:
 
 
 async def find(ref: str, vault: MobileVault) -> Member | None:
-    """The member by mobile number (needs the keys), public code, or any identity value."""
+    """The member by mobile number (needs the keys), public or legacy code, or identity."""
     if is_mobile(ref):
         return await mobile.find_member(vault, ref)
-    return await member_view.member_by_code(ref) or await member_view.member_by_identity(ref)
+    return (
+        await by_code(ref)
+        or await member_view.member_by_identity(ref)
+        or await member_view.member_by_identity(ref.strip(), (LEGACY_CODE,))
+    )
+
+
+async def by_code(ref: str) -> Member | None:
+    """The member with this public code; None for anything longer than a code can be
+    (an openid is 28 characters: the ORM refuses to compare it with the code column)."""
+    code = ref.strip()
+    if not 0 < len(code) <= MAX_CODE:
+        return None
+    return await member_view.member_by_code(code)
 
 
 def masked_mobile(member: Member, vault: MobileVault) -> str:
@@ -55,7 +81,7 @@ def masked_mobile(member: Member, vault: MobileVault) -> str:
 
 
 async def load(member: Member, vault: MobileVault) -> Profile:
-    """The member's identities, ledger, open lots, tags and consent records."""
+    """The member's identities, ledger, open lots, tags, consent and commerce story."""
     return Profile(
         member=member,
         mobile=masked_mobile(member, vault),
@@ -64,4 +90,9 @@ async def load(member: Member, vault: MobileVault) -> Profile:
         lots=await member_view.open_lots(member.id),
         tags=await member_view.tags(member.id),
         consents=await member_view.consents(member.id),
+        orders=await member_story.orders(member.id, STORY_LINES),
+        order_totals=await member_story.order_totals(member.id),
+        refunds=await member_story.refunds(member.id, STORY_LINES),
+        redemptions=await member_story.redemptions(member.id, STORY_LINES),
+        coupons=await member_story.coupons(member.id, STORY_LINES),
     )

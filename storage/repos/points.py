@@ -283,9 +283,13 @@ async def expire_member(member_id: int, now: datetime) -> int:
     async with in_transaction() as tx:
         if await _member(tx, _LOCK, member_id) is None:
             return 0
-        lots = await PointsLot.filter(
-            member_id=member_id, closed_at__isnull=True, expires_at__lte=_utc(now)
-        ).values_list("id", "remaining")
+        lots = (
+            await PointsLot.filter(
+                member_id=member_id, closed_at__isnull=True, expires_at__lte=_utc(now)
+            )
+            .order_by("expires_at", "id")
+            .values_list("id", "remaining")
+        )  # entries in lot order
         allocations = [await _expiry(member_id, int(i), int(r), now) for i, r in lots if r]
         await _close([int(lot_id) for lot_id, _ in lots], now)
         if allocations:
