@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.cli import main
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, load_settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,3 +122,15 @@ def test_cli_usage_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) 
         main(["frobnicate"])
     assert info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+async def test_the_example_settings_start_the_app(make_client: Any, database: str) -> None:
+    """What ``make run`` starts: the example settings' start-up steps (rewards upserted…)."""
+    from storage.models import Reward
+
+    raw = tomllib.loads((ROOT / "config.example.toml").read_text(encoding="utf-8"))
+    raw["database"] = {"url": database}
+    settings = settings_from_dict(raw, {}, "config.example.toml")
+    client = await make_client(settings)
+    assert (await client.get("/healthz")).status == 200
+    assert await Reward.filter(source="config").count() == len(settings.rewards) > 0
