@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -474,3 +475,78 @@ def test_cli_merge_and_unmerge(
     assert members == [("active", 0), ("active", 40)]
     assert merges == [(merge_id, "undone")]
     assert audits == [("li", "member.merge"), ("wang", "member.unmerge")]
+
+
+async def test_undo_is_refused_when_the_survivor_settled_the_merged_debt(
+    services: Services,
+) -> None:
+    survivor, merged = await new_member(), await new_member()
+    await earn(merged, 10, LATER)
+    await points.reverse(merged, 30, "refund:1", now=T0, reason="refund", source="order")
+    assert (await Member.get(id=merged)).points_debt == 20
+    merge_id = await merge(survivor, merged, services)
+    assert (await Member.get(id=survivor)).points_debt == 20
+    await earn(survivor, 50, LATER)  # settles the 20 the merged member owed
+    await assert_reconciled()
+    before = await table_rows()
+    with pytest.raises(MergeRefused, match="settled 20 points of debt"):
+        await unmerge(merge_id, actor="ops", now=T0, services=services)
+    assert await table_rows() == before
+
+
+async def test_merge_and_undo_with_debt_and_no_later_activity_are_exact(
+    services: Services,
+) -> None:
+    survivor, merged = await new_member(), await new_member()
+    await earn(survivor, 40, LATER)
+    await earn(merged, 10, LATER)
+    await points.reverse(merged, 30, "refund:2", now=T0, reason="refund", source="order")
+    before = (await member_snapshot(survivor), await member_snapshot(merged))
+    merge_id = await merge(survivor, merged, services)
+    s = await Member.get(id=survivor)
+    assert (s.points_balance, s.points_debt) == (40, 20)  # added, not settled
+    await assert_reconciled()
+    await unmerge(merge_id, actor="ops", now=T0, services=services)
+    assert (await member_snapshot(survivor), await member_snapshot(merged)) == before
+    await assert_reconciled()
+
+
+# --- races --------------------------------------------------------------------------
+
+
+async def test_opposite_merges_at_once_one_wins_and_nothing_tears(services: Services) -> None:
+    first, second = await new_member(), await new_member()
+    await earn(first, 100, LATER)
+    await earn(second, 60, SOON)
+    results = await asyncio.gather(
+        merge(first, second, services), merge(second, first, services), return_exceptions=True
+    )
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert sum(isinstance(r, MergeRefused) for r in results) == 1
+    assert await Member.filter(status="merged").count() == 1
+    assert (await Member.get(status="active")).points_balance == 160
+    await assert_reconciled()
+
+
+async def test_spends_racing_a_merge_keep_the_ledger_exact(services: Services) -> None:
+    survivor, merged = await new_member(), await new_member()
+    await earn(survivor, 100, LATER)
+    await earn(merged, 100, SOON)
+
+    async def spend_merged(n: int) -> str:
+        try:
+            await spend(merged, 10)
+        except points.PointsError:
+            return "refused"
+        return "spent"
+
+    results = await asyncio.gather(
+        *(spend_merged(n) for n in range(3)),
+        merge(survivor, merged, services),
+        *(spend_merged(n) for n in range(3, 6)),
+    )
+    spent = results.count("spent")
+    await assert_reconciled()
+    total = sum(m.points_balance for m in await Member.all())
+    assert total == 200 - 10 * spent
+    assert (await Member.get(id=merged)).status == "merged"
