@@ -113,6 +113,14 @@ def _members_parser(sub: Any) -> None:
     imp.add_argument("--account", help="Official Account of the openid column (default: first)")
     imp.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
     imp.add_argument("--actor", default="cli", help="recorded in the AuditLog rows")
+    merge = cmd.add_parser("merge", help="merge one member into another (audited)")
+    merge.add_argument("survivor", help="code of the member that stays")
+    merge.add_argument("merged", help="code of the member merged into it")
+    merge.add_argument("--reason", default="operator merge", help="kept in the merge record")
+    merge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    unmerge = cmd.add_parser("unmerge", help="undo a merge exactly (audited)")
+    unmerge.add_argument("merge_id", type=int, help="the merge id `members merge` printed")
+    unmerge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
 
 
 def _coupons_parser(sub: Any) -> None:

@@ -286,3 +286,71 @@ async def import_members(settings: Settings, args: argparse.Namespace) -> int:
         line += "; --rejects FILE writes them with reasons"
     print(line)
     return 1 if summary.rejected else 0
+
+
+async def _services_for(settings: Settings) -> Any:
+    """Services for a CLI command (its cache is closed by the caller)."""
+    from bot.app import build_services
+
+    return build_services(settings)
+
+
+async def merge_members(settings: Settings, args: argparse.Namespace) -> int:
+    """Merge the member ``merged`` into ``survivor`` (both by code); audited."""
+    from bot.cli import CliError
+    from bot.services import merge
+
+    if not 0 < len(args.actor) <= MAX_ACTOR:
+        raise CliError(f"--actor must be 1 to {MAX_ACTOR} characters")
+    reason = args.reason.strip()[:MAX_REASON]
+    found = {}
+    for ref in (args.survivor, args.merged):
+        member = await Member.get_or_none(code=ref)
+        if member is None:
+            raise CliError(f"no member has code {ref!r}")
+        found[ref] = member
+    survivor, merged = found[args.survivor], found[args.merged]
+    services = await _services_for(settings)
+    try:
+        result = await merge.merge_members(
+            survivor.id,
+            merged.id,
+            actor=args.actor,
+            reason=reason,
+            now=BusinessClock(settings.tz).now(),
+            services=services,
+        )
+    except merge.MergeRefused as exc:
+        raise CliError(f"merge refused: {exc.reason}") from None
+    finally:
+        await services.cache.close()
+    moved = sum(result.moved.values())
+    kept = sum(result.kept.values())
+    print(
+        f"merge {result.merge_id}: {merged.code} into {survivor.code}; "
+        f"{moved} rows moved, {kept} kept with {merged.code}"
+    )
+    return 0
+
+
+async def unmerge_members(settings: Settings, args: argparse.Namespace) -> int:
+    """Undo a merge: the recorded rows and fields back, points owed re-allocated; audited."""
+    from bot.cli import CliError
+    from bot.services import merge
+
+    if not 0 < len(args.actor) <= MAX_ACTOR:
+        raise CliError(f"--actor must be 1 to {MAX_ACTOR} characters")
+    services = await _services_for(settings)
+    try:
+        result = await merge.unmerge(
+            args.merge_id, actor=args.actor, now=BusinessClock(settings.tz).now(), services=services
+        )
+    except merge.MergeRefused as exc:
+        raise CliError(f"unmerge refused: {exc.reason}") from None
+    finally:
+        await services.cache.close()
+    print(
+        f"merge {result.merge_id} undone: {sum(result.moved.values())} rows back with member "
+        f"{result.merged_id}; {result.reallocated} points re-allocated"
+    )
+    return 0

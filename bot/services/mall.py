@@ -69,7 +69,10 @@ class MallService:
         """Upsert ``[[rewards]]`` by code; (created, updated)."""
         created, updated = await repo.upsert_config(list(self.settings.rewards), now)
         if created or updated:
-            log.info("rewards from settings", extra={"rewards_created": created, "rewards_updated": updated})
+            log.info(
+                "rewards from settings",
+                extra={"rewards_created": created, "rewards_updated": updated},
+            )
         return created, updated
 
     async def catalogue(self, member_id: int, now: datetime) -> Catalogue:
