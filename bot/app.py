@@ -34,8 +34,10 @@ from bot.services.binding import BindingService
 from bot.services.mall import MallService
 from bot.services.members import MemberService
 from bot.services.notify import Notifier
+from bot.services.phone import Merger, PhoneService
 from bot.services.referrals import ReferralService
 from bot.services.signin import SignInService
+from bot.services.sms import SmsSender, make_sms_sender
 from bot.services.tiers import TierService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
@@ -64,6 +66,10 @@ class Overrides:
     manage_db: bool = True
     run_sender: bool | None = None
     api_sleep: Sleep | None = None
+    sms: SmsSender | None = None
+    # The merge engine binding a phone uses; production wires none yet (a MergeRequest
+    # then keeps the case for staff).
+    merger: Merger | None = None
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
@@ -126,6 +132,9 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         tiers=tiers,
         signin=SignInService(settings, tiers),
         mall=MallService(settings, clock),
+        phone=PhoneService(
+            settings, renderer, background, ov.sms or make_sms_sender(settings), ov.merger
+        ),
         resolve_member=ov.resolve_member or members.resolve,
     )
 
@@ -224,6 +233,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[INTAKE].drain()
     await app[SERVICES].background.close()
+    await app[SERVICES].phone.sms.close()
 
 
 async def _embedded_sender(app: web.Application) -> AsyncIterator[None]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.services.mall import MallService
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
+    from bot.services.phone import PhoneService
     from bot.services.referrals import ReferralService
     from bot.services.signin import SignInService
     from bot.services.tiers import TierService
@@ -79,6 +80,7 @@ class Services:
     tiers: TierService
     signin: SignInService
     mall: MallService
+    phone: PhoneService
     resolve_member: MemberResolver = no_member
 
 
