@@ -101,9 +101,7 @@ class Chat:
         return str(reply_fields(oa_crypto(self.settings), await resp.text())["Content"])
 
 
-async def make_chat(
-    make_client: AppMaker, wall: FakeWall, database: str, **overrides: Any
-) -> Chat:
+async def make_chat(make_client: AppMaker, wall: FakeWall, database: str, **overrides: Any) -> Chat:
     settings = phone_settings(database)
     sms = RecordingSms()
     client = await make_client(settings, sms=sms, **overrides)
@@ -142,17 +140,22 @@ async def test_a_code_is_sent_and_only_its_keyed_hash_is_stored(
     assert NUMBER not in reply
     [(to, text)] = chat.sms.sent
     code = chat.sms.code()
-    assert to == NUMBER and "5 分钟内有效" in text
+    assert to == NUMBER
+    assert "5 分钟内有效" in text
     row = await PhoneVerification.get()
-    assert row.status == "pending" and row.tries == 0
-    assert len(row.code_hash) == 64 and code not in row.code_hash
+    assert row.status == "pending"
+    assert row.tries == 0
+    assert len(row.code_hash) == 64
+    assert code not in row.code_hash
     assert row.code_hash == chat.services.phone.code_hash(int(row.id), code)
     assert row.code_hash != chat.services.phone.code_hash(int(row.id) + 1, code)  # id-bound
-    assert VAULT.decrypt(row.mobile_cipher) == NUMBER and NUMBER not in row.mobile_cipher
+    assert VAULT.decrypt(row.mobile_cipher) == NUMBER
+    assert NUMBER not in row.mobile_cipher
     assert (row.expires_at - row.created_at).total_seconds() == 300
     member = await member_of("oMember1")
     audit = await AuditLog.get(action="phone.code_sent")
-    assert audit.actor == f"member:{member.code}" and NUMBER not in str(audit.detail)
+    assert audit.actor == f"member:{member.code}"
+    assert NUMBER not in str(audit.detail)
 
 
 async def test_bad_numbers_and_bare_commands_explain(
@@ -164,7 +167,8 @@ async def test_bad_numbers_and_bare_commands_explain(
     assert "请回复“绑定手机 手机号”" in await chat.say("绑定手机")
     assert "请回复“验证 6位验证码”" in await chat.say("验证 12ab")
     assert "没有待验证的验证码" in await chat.say("验证 123456")
-    assert chat.sms.sent == [] and await PhoneVerification.all().count() == 0
+    assert chat.sms.sent == []
+    assert await PhoneVerification.all().count() == 0
     assert "验证码已发送" in await chat.say("绑定手机 +86 138-0013-8000")
     assert chat.sms.sent[0][0] == NUMBER
 
@@ -191,7 +195,8 @@ async def test_three_codes_an_hour_then_refused_then_fine_again(
         assert "验证码已发送" in await chat.say(f"绑定手机 {NUMBER}")
     refused = await chat.say(f"绑定手机 {NUMBER}")
     assert refused == "获取验证码过于频繁，请一小时后再试。"
-    assert len(chat.sms.sent) == 3 and await PhoneVerification.all().count() == 3
+    assert len(chat.sms.sent) == 3
+    assert await PhoneVerification.all().count() == 3
     assert await AuditLog.filter(action="phone.code_refused").count() == 1
     # only the latest code is pending: asking again superseded the earlier ones
     statuses = await PhoneVerification.all().order_by("id").values_list("status", flat=True)
@@ -255,7 +260,8 @@ async def test_five_wrong_tries_lock_the_code(
     assert "错误次数过多" in replies[4]
     assert "错误次数过多" in await chat.say(f"验证 {code}")  # the right code, too late
     row = await PhoneVerification.get()
-    assert row.status == "failed" and row.tries == 5
+    assert row.status == "failed"
+    assert row.tries == 5
     assert (await member_of("oMember1")).mobile_hash is None
     assert "验证码已发送" in await chat.say(f"绑定手机 {NUMBER}")  # a new code starts over
     assert "绑定成功" in await chat.say(f"验证 {chat.sms.code()}")
@@ -283,15 +289,18 @@ async def test_a_free_number_is_stored_encrypted_with_its_identity(
     await chat.say(f"绑定手机 {NUMBER}")
     assert await chat.say(f"验证 {chat.sms.code()}") == "手机号 138****8000 绑定成功。"
     member = await member_of("oMember1")
-    assert member.mobile_cipher and NUMBER not in member.mobile_cipher
+    assert member.mobile_cipher
+    assert NUMBER not in member.mobile_cipher
     assert VAULT.decrypt(member.mobile_cipher) == NUMBER
     assert member.mobile_hash == VAULT.lookup_hash(NUMBER)
     identity = await Identity.get(kind="mobile_hash", value=VAULT.lookup_hash(NUMBER))
     assert identity.member_id == member.id  # type: ignore[attr-defined]
     row = await PhoneVerification.get()
-    assert row.status == "verified" and row.verified_at is not None
+    assert row.status == "verified"
+    assert row.verified_at is not None
     bound = await AuditLog.get(action="phone.bound")
-    assert bound.actor == f"member:{member.code}" and bound.detail["outcome"] == "stored"
+    assert bound.actor == f"member:{member.code}"
+    assert bound.detail["outcome"] == "stored"
     assert await AuditLog.filter(action="phone.code_verified").count() == 1
     assert "没有待验证的验证码" in await chat.say(f"验证 {chat.sms.code()}")  # used once
 
@@ -311,7 +320,8 @@ async def test_a_store_only_holder_is_merged_into_the_binding_member(
     ]
     assert await MergeRequest.all().count() == 0
     bound = await AuditLog.get(action="phone.bound")
-    assert bound.detail["outcome"] == "merged" and bound.detail["holder"] == "STORE001"
+    assert bound.detail["outcome"] == "merged"
+    assert bound.detail["holder"] == "STORE001"
 
 
 async def test_without_a_merger_a_store_only_holder_becomes_a_request(
@@ -322,7 +332,8 @@ async def test_without_a_merger_a_store_only_holder_becomes_a_request(
     await chat.say(f"绑定手机 {NUMBER}")
     assert "提交工作人员审核" in await chat.say(f"验证 {chat.sms.code()}")
     request = await MergeRequest.get()
-    assert request.holder_id == holder.id and request.status == "pending"  # type: ignore[attr-defined]
+    assert request.holder_id == holder.id  # type: ignore[attr-defined]
+    assert request.status == "pending"
 
 
 async def test_a_refused_merge_becomes_a_request(
@@ -353,7 +364,8 @@ async def test_a_chat_holder_gives_one_pending_request_and_nothing_moves(
         assert holder.code not in reply
     member = await member_of("oMember1")
     request = await MergeRequest.get()
-    assert request.pending_key == f"{member.id}:{holder.id}" and request.status == "pending"
+    assert request.pending_key == f"{member.id}:{holder.id}"
+    assert request.status == "pending"
     assert request.member_id == member.id  # type: ignore[attr-defined]
     assert request.mobile_hash == VAULT.lookup_hash(NUMBER)
     assert merger.calls == []
