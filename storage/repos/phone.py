@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from storage.models import AuditLog, Identity, Member, MergeRequest, PhoneVerification
@@ -31,6 +31,10 @@ PENDING, VERIFIED, FAILED, EXPIRED, SUPERSEDED = (
 )
 MOBILE_HASH = "mobile_hash"
 _LOCK_MEMBER = "UPDATE member SET points_balance = points_balance WHERE id = {} RETURNING id"
+_TAKE_TRY = (
+    "UPDATE phone_verification SET tries = tries + 1"
+    " WHERE id = {} AND status = 'pending' AND tries < {} RETURNING tries"
+)
 
 Digest = Callable[[int], str]
 
@@ -127,14 +131,14 @@ async def close(verification_id: int, status: str, now: datetime, audit: Audit) 
 
 
 async def take_try(verification_id: int, max_tries: int) -> int | None:
-    """Count one try if any is left; the tries used so far, or None when none was left."""
-    changed = await PhoneVerification.filter(
-        id=verification_id, status=PENDING, tries__lt=max_tries
-    ).update(tries=F("tries") + 1)
-    if not changed:
-        return None
-    rows = await PhoneVerification.filter(id=verification_id).values("tries")
-    return int(rows[0]["tries"]) if rows else max_tries
+    """Count one try if any is left; this try's number, or None when none was left.
+
+    One ``UPDATE … RETURNING``, so racing guesses each learn their own number.
+    """
+    conn = connections.get("default")
+    mark = ("$1", "$2") if conn.capabilities.dialect == "postgres" else ("?", "?")
+    rows = await conn.execute_query_dict(_TAKE_TRY.format(*mark), [verification_id, max_tries])
+    return int(rows[0]["tries"]) if rows else None
 
 
 async def record(action: str, now: datetime, audit: Audit, **extra: Any) -> None:
