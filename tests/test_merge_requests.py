@@ -71,7 +71,7 @@ def test_reject_records_the_decision_and_clears_the_pending_key(
     async def check() -> None:
         row = await MergeRequest.get(id=request_id)
         assert (row.status, row.pending_key, row.decided_by) == ("rejected", None, "lisi")
-        assert row.reason == "不是同一人"
+        assert row.reason == "holder has a chat identity; rejected: 不是同一人"
         assert row.decided_at is not None
         audit = await AuditLog.get(action="merge_request.rejected")
         assert audit.actor == "lisi"

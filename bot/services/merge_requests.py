@@ -80,7 +80,8 @@ async def approve(
 
 
 async def reject(request_id: int, *, actor: str, reason: str, now: datetime) -> None:
-    """Record the rejection (nothing merges)."""
-    await _pending(request_id)
-    if not await repo.decide(request_id, REJECTED, actor=actor, reason=reason, now=now):
+    """Record the rejection (nothing merges); the request keeps why it was filed."""
+    row = await _pending(request_id)
+    kept = f"{row.reason}; rejected: {reason}" if row.reason else f"rejected: {reason}"
+    if not await repo.decide(request_id, REJECTED, actor=actor, reason=kept, now=now):
         raise RequestError(f"merge request {request_id} was decided meanwhile")
