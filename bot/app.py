@@ -33,11 +33,14 @@ from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
 from bot.services.mall import MallService
 from bot.services.members import MemberService
+from bot.services.merge import merge_members
 from bot.services.notify import Notifier
 from bot.services.orders import OrderService
+from bot.services.phone import Merger, PhoneService
 from bot.services.pii import MobileVault
 from bot.services.referrals import ReferralService
 from bot.services.signin import SignInService
+from bot.services.sms import SmsSender, make_sms_sender
 from bot.services.tiers import TierService
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
@@ -66,6 +69,10 @@ class Overrides:
     manage_db: bool = True
     run_sender: bool | None = None
     api_sleep: Sleep | None = None
+    sms: SmsSender | None = None
+    # The merge engine binding a phone uses; production wires none yet (a MergeRequest
+    # then keeps the case for staff).
+    merger: Merger | None = None
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
@@ -129,6 +136,13 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         signin=SignInService(settings, tiers),
         mall=MallService(settings, clock),
         orders=OrderService(settings, clock, tiers, MobileVault.from_settings(settings.security)),
+        phone=PhoneService(
+            settings,
+            renderer,
+            background,
+            ov.sms or make_sms_sender(settings),
+            ov.merger or merge_members,
+        ),
         resolve_member=ov.resolve_member or members.resolve,
     )
 
@@ -227,6 +241,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[INTAKE].drain()
     await app[SERVICES].background.close()
+    await app[SERVICES].phone.sms.close()
 
 
 async def _embedded_sender(app: web.Application) -> AsyncIterator[None]:

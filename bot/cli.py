@@ -121,6 +121,25 @@ def _members_parser(sub: Any) -> None:
     unmerge = cmd.add_parser("unmerge", help="undo a merge exactly (audited)")
     unmerge.add_argument("merge_id", type=int, help="the merge id `members merge` printed")
     unmerge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    _merge_requests_parser(cmd)
+
+
+def _merge_requests_parser(cmd: Any) -> None:
+    requests = cmd.add_parser("merge-requests", help="list, approve or reject merge requests")
+    requests.add_argument(
+        "--status",
+        default="pending",
+        choices=("pending", "approved", "rejected", "all"),
+        help="which requests to list (default: pending)",
+    )
+    action = requests.add_subparsers(dest="request_action", parser_class=_Parser)
+    approve = action.add_parser("approve", help="merge the holder into the requesting member")
+    approve.add_argument("request", type=int, help="merge request id")
+    approve.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    reject = action.add_parser("reject", help="refuse the merge (nothing moves)")
+    reject.add_argument("request", type=int, help="merge request id")
+    reject.add_argument("--reason", required=True, help="why (kept on the request and audited)")
+    reject.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
 
 
 def _coupons_parser(sub: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from bot.clock import BusinessClock
 from bot.config import ConfigError, Settings
 from bot.services import member_import, member_profile, operator, points
-from bot.services.pii import MissingKey, MobileVault, mask, normalize
+from bot.services.pii import MissingKey, MobileVault, PiiError, mask, normalize
 from storage.models import Member
 
 MAX_REASON = 128  # PointsEntry.reason
@@ -354,3 +354,84 @@ async def unmerge_members(settings: Settings, args: argparse.Namespace) -> int:
         f"{result.merged_id}; {result.reallocated} points re-allocated"
     )
     return 0
+
+
+async def merge_requests_members(settings: Settings, args: argparse.Namespace) -> int:
+    """List merge requests (``--status``), or approve / reject one; decisions audited."""
+    from bot.cli import CliError
+    from bot.services import merge_requests
+
+    now = BusinessClock(settings.tz).now()
+    action = getattr(args, "request_action", None)
+    if action is None:
+        status = None if args.status == "all" else args.status
+        rows = await merge_requests.listed(status)
+        for line in render_requests(rows, _vault(settings), now):
+            print(line)
+        return 0
+    if not 0 < len(args.actor) <= MAX_ACTOR:
+        raise CliError(f"--actor must be 1 to {MAX_ACTOR} characters")
+    try:
+        if action == "reject":
+            reason = args.reason.strip()
+            if not reason or len(reason) > MAX_REASON:
+                raise CliError(f"--reason is required (1 to {MAX_REASON} characters)")
+            await merge_requests.reject(args.request, actor=args.actor, reason=reason, now=now)
+            print(f"merge request {args.request}: rejected")
+            return 0
+        merge_id = await _approve(settings, args.request, args.actor, now)
+    except merge_requests.RequestError as exc:
+        raise CliError(str(exc)) from None
+    print(f"merge request {args.request}: approved" + (f"; merge {merge_id}" if merge_id else ""))
+    return 0
+
+
+async def _approve(settings: Settings, request_id: int, actor: str, now: datetime) -> int | None:
+    from bot.app import build_services
+    from bot.cli import CliError
+    from bot.services import merge_requests
+
+    merger = merge_requests.engine()
+    services = build_services(settings)
+    try:
+        return await merge_requests.approve(
+            request_id, actor=actor, now=now, merger=merger, services=services
+        )
+    except merge_requests.RequestError:
+        raise
+    except Exception as exc:  # MergeRefused names its reason; nothing moved
+        raise CliError(f"merge refused: {exc}") from None
+    finally:
+        await services.cache.close()
+
+
+def render_requests(rows: list[dict[str, Any]], vault: MobileVault, now: datetime) -> list[str]:
+    """One line per request: id, status, masked mobile, both member codes, age, reason."""
+    if not rows:
+        return ["no merge requests"]
+    return [
+        f"#{r['id']:<6} {r['status']:<9} {_request_mobile(r, vault):<12}"
+        f" member {r['member_code']} <- holder {r['holder_code']}"
+        f"  age {_age(now - r['created_at'])}  {r['reason']}"
+        + (f"  (by {r['decided_by']})" if r["decided_by"] else "")
+        for r in rows
+    ]
+
+
+def _request_mobile(row: dict[str, Any], vault: MobileVault) -> str:
+    cipher = row.get("holder_cipher")
+    if not cipher:
+        return "-"
+    try:
+        return mask(vault.decrypt(str(cipher)))
+    except (MissingKey, ValueError, PiiError):
+        return "(hidden)"
+
+
+def _age(delta: timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{minutes}m" if hours else f"{minutes}m"

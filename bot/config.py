@@ -29,6 +29,7 @@ from bot.config_program import (
     SecuritySettings,
     SignInSettings,
 )
+from bot.config_sms import SmsSettings
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 AES_KEY_LENGTH = 43
@@ -190,6 +191,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     notify: NotifySettings = NotifySettings()
     admin: AdminSettings = AdminSettings()
+    sms: SmsSettings = SmsSettings()
     rewards: list[RewardConfig] = Field(default_factory=list)
 
     @field_validator("rewards")

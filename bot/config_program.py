@@ -172,7 +172,19 @@ class ReferralSettings(_Section):
     qr_days: int = Field(default=30, ge=1, le=30)
 
 
-_COMMANDS = ("signin", "points", "tier", "birthday", "invite", "mall", "redeem", "coupons", "help")
+_COMMANDS = (
+    "signin",
+    "points",
+    "tier",
+    "birthday",
+    "invite",
+    "mall",
+    "redeem",
+    "coupons",
+    "bind_phone",
+    "verify",
+    "help",
+)
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "signin": ("签到", "打卡"),
     "points": ("积分", "我的积分"),
@@ -182,6 +194,8 @@ _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "mall": ("积分商城", "商城"),
     "redeem": ("兑换",),
     "coupons": ("我的券", "优惠券", "我的优惠券"),
+    "bind_phone": ("绑定手机",),
+    "verify": ("验证",),
     "help": ("帮助", "help", "?", "？", "菜单", "menu"),
 }
 _DEFAULT_MENU_KEYS: dict[str, tuple[str, ...]] = {

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
     from bot.services.orders import OrderService
+    from bot.services.phone import PhoneService
     from bot.services.referrals import ReferralService
     from bot.services.signin import SignInService
     from bot.services.tiers import TierService
@@ -81,6 +82,7 @@ class Services:
     signin: SignInService
     mall: MallService
     orders: OrderService
+    phone: PhoneService
     resolve_member: MemberResolver = no_member
 
 

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import birthday, dev, fallback, follow, help, invite, mall, points, signin, tier
+from handlers import (
+    birthday,
+    dev,
+    fallback,
+    follow,
+    help,
+    invite,
+    mall,
+    phone,
+    points,
+    signin,
+    tier,
+)
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
@@ -14,6 +26,7 @@ ROUTERS: tuple[Router, ...] = (
     birthday.router,
     invite.router,
     mall.router,
+    phone.router,
     dev.router,
     fallback.router,
 )

@@ -30,5 +30,8 @@ async def help_menu(event: Any, ctx: Ctx) -> Reply:
 
 def _help(ctx: Ctx) -> Reply:
     chat = ctx.services.settings.chat
-    words = {name: next(iter(chat.words(name)), name) for name in ("mall", "redeem", "coupons")}
+    words = {
+        name: next(iter(chat.words(name)), name)
+        for name in ("mall", "redeem", "coupons", "bind_phone")
+    }
     return ctx.render("help", platform=ctx.inbound.platform, **words)

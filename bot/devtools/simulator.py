@@ -3,12 +3,15 @@
 Each line is signed and, in safe mode, encrypted like a real callback, posted to the
 server, and the decrypted reply printed; then whatever the fake platform delivered to
 this member since (late replies, customer-service and template messages) is printed too.
+After ``绑定手机 <number>`` the SMS the fake platform received for that number is printed
+as well (``[短信 138****8000] 验证码 123456``), so the code can be typed back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -20,6 +23,7 @@ import aiohttp
 from bot.config import Settings, WeComSettings
 from bot.devtools import sim_events as ev
 from bot.devtools.signer import open_reply, sign_oa, sign_wecom
+from bot.services.pii import InvalidMobile, mask, normalize
 from bot.wechat.crypto import MessageCrypto
 from bot.wechat.xml import BadPayload, parse_xml
 
@@ -80,6 +84,8 @@ class Simulator:
         self.late_wait = late_wait
         self.settle = settle
         self._seen = 0
+        self._sms_mobile = ""  # the number the member last asked to bind
+        self._sms_seen = 0
 
     # --- the loop ---------------------------------------------------------------
 
@@ -107,6 +113,7 @@ class Simulator:
             body, kind = await self._command(shlex.split(line))
         else:
             body, kind = self._text(line), "message"
+            self._watch_sms(line)
         self.out(f"{self._me()} > {line}")
         reply = await self._post(body)
         await self._interaction(kind)
@@ -114,6 +121,7 @@ class Simulator:
         # A text answered with bare `success` was late: its reply arrives by API shortly.
         late = reply == "success" and kind == "message"
         await self._show_deliveries(wait=self.late_wait if late else self.settle)
+        await self._show_sms()
 
     # --- building callbacks -----------------------------------------------------
 
@@ -155,8 +163,9 @@ class Simulator:
         return self.settings.wecom
 
     async def start(self) -> None:
-        """Skip what the fake platform delivered before this session."""
+        """Skip what the fake platform delivered (and texted) before this session."""
         await self._deliveries()
+        self._sms_seen = max((int(m.get("seq", 0)) for m in await self._sms()), default=0)
 
     # --- talking to the server --------------------------------------------------
 
@@ -242,6 +251,39 @@ class Simulator:
                 return
             await asyncio.sleep(0.25)
 
+    def _watch_sms(self, line: str) -> None:
+        head, _, rest = line.partition(" ")
+        words = {w.casefold() for w in self.settings.chat.words("bind_phone")}
+        if head.casefold() in words and rest.strip():
+            try:
+                self._sms_mobile = normalize(rest)
+            except InvalidMobile:
+                return
+
+    async def _show_sms(self) -> None:
+        # The server sends the code from a background task: give it a moment.
+        if not self._sms_mobile or self.who.wecom:
+            return
+        deadline = time.monotonic() + max(self.settle, 2.0)
+        while True:
+            found = await self._sms(self._sms_mobile)
+            for item in found:
+                self.out(format_sms(str(item.get("mobile", "")), str(item.get("text", ""))))
+            if found:
+                self._sms_seen = max(int(i.get("seq", 0)) for i in found)
+            if found or time.monotonic() >= deadline:
+                self._sms_mobile = ""  # none (rate limited, bad number): stop looking
+                return
+            await asyncio.sleep(0.1)
+
+    async def _sms(self, mobile: str = "") -> list[dict[str, Any]]:
+        params = {"since": str(self._sms_seen), **({"mobile": mobile} if mobile else {})}
+        try:
+            text = await self._request("GET", "/_fake/sms/outbox", params=params)
+        except SimulatorError:
+            return []
+        return list(json.loads(text).get("messages", []))
+
     async def _deliveries(self) -> list[dict[str, Any]]:
         who = {"userid": self.who.staff} if self.who.wecom else {"openid": self.who.openid}
         try:
@@ -268,6 +310,13 @@ def describe_reply(data: dict[str, Any]) -> str:
     if kind == "news":
         return f"[图文 news] {data.get('Articles', '')}"
     return f"[{kind}]"
+
+
+def format_sms(mobile: str, text: str) -> str:
+    """An SMS as the simulator prints it: ``[短信 138****8000] 验证码 123456`` (or the text)."""
+    code = re.search(r"(?<!\d)\d{6}(?!\d)", text)
+    shown = f"验证码 {code.group(0)}" if code else text
+    return f"[短信 {mask(mobile)}] {shown}"
 
 
 def body_of(body: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The fake platform over HTTP: ``/oa/…``, ``/wecom/…``, ``/mp/…`` and ``/_control/…``.
+"""The fake platform over HTTP: ``/oa/…``, ``/wecom/…``, ``/mp/…``, ``/sms/…``, ``/_control/…``.
 
 ``mount_fake_platform`` puts it under ``/_fake/`` on the bot's own server (``make run``),
 so ``[api] oa_base_url = "http://127.0.0.1:8080/_fake/oa"`` reaches it.
@@ -16,6 +16,7 @@ from bot.devtools.fake.common import ApiRequest, FakeError, Upload
 from bot.devtools.fake.control import PLATFORM, setup_control
 from bot.devtools.fake.oa_assets import show_qrcode
 from bot.devtools.fake.platform import FakePlatform
+from bot.devtools.fake.sms import setup_sms
 
 MAX_BODY = 16 * 1024 * 1024  # larger than any real upload limit, so the rules decide
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -29,6 +30,7 @@ def create_fake_app(platform: FakePlatform) -> web.Application:
     app.router.add_route("*", "/oa/{api:.+}", _api_view("oa"))
     app.router.add_route("*", "/wecom/{api:.+}", _api_view("wecom"))
     setup_control(app)
+    setup_sms(app)
     return app
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.devtools.fake.wecom_state import CorpState
+
+if TYPE_CHECKING:
+    from bot.devtools.fake.sms import SmsMessage
 
 NEVER = -1e18
 
@@ -193,4 +196,5 @@ class World:
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
+    sms: list[SmsMessage] = field(default_factory=list)
     next_msg_id: int = 1_000_000_001
