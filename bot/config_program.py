@@ -172,7 +172,21 @@ class ReferralSettings(_Section):
     qr_days: int = Field(default=30, ge=1, le=30)
 
 
-_COMMANDS = ("signin", "points", "tier", "birthday", "invite", "mall", "redeem", "coupons", "help")
+_COMMANDS = (
+    "signin",
+    "points",
+    "tier",
+    "birthday",
+    "invite",
+    "mall",
+    "redeem",
+    "coupons",
+    "help",
+    "opt_out",
+    "opt_in",
+    "erase",
+    "erase_confirm",
+)
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "signin": ("签到", "打卡"),
     "points": ("积分", "我的积分"),
@@ -183,6 +197,12 @@ _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "redeem": ("兑换",),
     "coupons": ("我的券", "优惠券", "我的优惠券"),
     "help": ("帮助", "help", "?", "？", "菜单", "menu"),
+    # Marketing consent (PIPL): 退订 / TD (any case) opts out, 订阅 opts back in.
+    "opt_out": ("退订", "TD"),
+    "opt_in": ("订阅",),
+    # 注销 asks for confirmation; 确认注销 within the window erases the member.
+    "erase": ("注销",),
+    "erase_confirm": ("确认注销",),
 }
 _DEFAULT_MENU_KEYS: dict[str, tuple[str, ...]] = {
     "signin": ("SIGNIN",),

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from bot.routing import Router
-from handlers import birthday, dev, fallback, follow, help, invite, mall, points, signin, tier
+from handlers import (
+    birthday,
+    consent,
+    dev,
+    erase,
+    fallback,
+    follow,
+    help,
+    invite,
+    mall,
+    points,
+    signin,
+    tier,
+)
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
@@ -14,6 +27,8 @@ ROUTERS: tuple[Router, ...] = (
     birthday.router,
     invite.router,
     mall.router,
+    consent.router,
+    erase.router,
     dev.router,
     fallback.router,
 )
