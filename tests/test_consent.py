@@ -33,8 +33,10 @@ async def test_opt_out_and_in_by_chat_record_consent(
     assert "TD 退订" in back
     await member.refresh_from_db()
     assert member.marketing_opt_out is False
-    rows = await Consent.filter(member_id=member.id).order_by("id").values(
-        "purpose", "granted", "channel", "text_version"
+    rows = (
+        await Consent.filter(member_id=member.id)
+        .order_by("id")
+        .values("purpose", "granted", "channel", "text_version")
     )
     assert rows == [
         {"purpose": "marketing", "granted": g, "channel": "oa_chat", "text_version": "v7"}
