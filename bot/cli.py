@@ -106,6 +106,10 @@ def _members_parser(sub: Any) -> None:
     adjust.add_argument(
         "--silent", action="store_true", help="do not notify the member (default: a notice)"
     )
+    export = cmd.add_parser("export", help="the member's data as JSON (audited)")
+    export.add_argument("member", help="member code, mobile number or openid")
+    export.add_argument("--out", help="write to this file (default: stdout)")
+    export.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
 
 
 def _coupons_parser(sub: Any) -> None:
