@@ -39,9 +39,9 @@ async def opt_in(member_id: int, channel: str, text_version: str, *, now: dateti
 async def _record(
     member_id: int, granted: bool, channel: str, text_version: str, now: datetime
 ) -> ConsentState:
-    before = await repo.marketing_opted_out(member_id)
-    if before is None or not await repo.record_marketing(
+    before = await repo.record_marketing(
         member_id, granted, channel=channel, text_version=text_version, at=now
-    ):
+    )
+    if before is None:
         raise LookupError(f"no member {member_id}")
     return ConsentState(opted_out=not granted, changed=before != (not granted))

@@ -11,18 +11,24 @@ from storage.timeutil import utc
 
 MARKETING = "marketing"
 
-__all__ = ["MARKETING", "marketing_opted_out", "record_marketing"]
+__all__ = ["MARKETING", "record_marketing"]
 
 
 async def record_marketing(
     member_id: int, granted: bool, *, channel: str, text_version: str, at: datetime
-) -> bool:
+) -> bool | None:
     """Append a marketing Consent row and set ``Member.marketing_opt_out`` in one
-    transaction; False (and nothing written) when there is no such member."""
+    transaction (the member row locked); the opt-out before, or None (nothing written)
+    when there is no such member."""
     async with in_transaction():
-        updated = await Member.filter(id=member_id).update(marketing_opt_out=not granted)
-        if not updated:
-            return False
+        before = (
+            await Member.filter(id=member_id)
+            .select_for_update()
+            .values_list("marketing_opt_out", flat=True)
+        )
+        if not before:
+            return None
+        await Member.filter(id=member_id).update(marketing_opt_out=not granted)
         await Consent.create(
             member_id=member_id,
             purpose=MARKETING,
@@ -31,10 +37,4 @@ async def record_marketing(
             text_version=text_version,
             at=utc(at),
         )
-    return True
-
-
-async def marketing_opted_out(member_id: int) -> bool | None:
-    """The member's cached opt-out (None when there is no such member)."""
-    rows = await Member.filter(id=member_id).values_list("marketing_opt_out", flat=True)
-    return bool(rows[0]) if rows else None
+    return bool(before[0])
