@@ -121,6 +121,10 @@ def _members_parser(sub: Any) -> None:
     unmerge = cmd.add_parser("unmerge", help="undo a merge exactly (audited)")
     unmerge.add_argument("merge_id", type=int, help="the merge id `members merge` printed")
     unmerge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    export = cmd.add_parser("export", help="the member's data as JSON (audited)")
+    export.add_argument("member", help="member code, mobile number or openid")
+    export.add_argument("--out", help="write to this file (default: stdout)")
+    export.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
     _merge_requests_parser(cmd)
 
 

@@ -435,3 +435,61 @@ def _age(delta: timedelta) -> str:
     if days:
         return f"{days}d{hours}h"
     return f"{hours}h{minutes}m" if hours else f"{minutes}m"
+
+
+EXPORT_ACTION = "member.export"
+
+
+async def export_members(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the member's data as JSON (stdout, or ``--out``); audited ``member.export``."""
+    import asyncio
+    import json
+    import sys
+    from pathlib import Path
+
+    from bot.cli import CliError
+    from bot.services.pii import BadToken
+    from storage.repos import audit_log, member_export
+
+    if not 0 < len(args.actor) <= MAX_ACTOR:
+        raise CliError(f"--actor must be 1 to {MAX_ACTOR} characters")
+    member = await _member(settings, args)
+    number = ""
+    if member.mobile_cipher:
+        try:
+            number = _vault(settings).decrypt(member.mobile_cipher)
+        except MissingKey as exc:
+            from bot.cli import resolve_config_path
+
+            path = resolve_config_path(args.config)
+            raise ConfigError(path, exc.key, f"{exc.reason}; needed to export the mobile") from None
+        except BadToken:
+            raise CliError(
+                "the member's mobile does not decrypt under the configured key"
+            ) from None
+    data = await member_export.member_data(member.id, number)
+    document = {
+        "member": {"code": member.code, "status": member.status, "mobile": number},
+        "tags": await member_export.tag_names(member.id),
+        "data": data,
+    }
+    text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True)
+    rows = sum(len(v) for v in data.values())
+    if args.out:  # written before the audit row: a failed write exports nothing
+        try:
+            await asyncio.to_thread(Path(args.out).write_text, text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.out}: {exc.strerror}") from None
+    async with audit_log.atomic():
+        await audit_log.record(
+            args.actor,
+            EXPORT_ACTION,
+            f"member:{member.id}",
+            {"rows": rows, "out": "file" if args.out else "stdout"},
+            BusinessClock(settings.tz).now(),
+        )
+    if args.out:
+        print(f"member {member.code}: exported {rows} rows to {args.out}")
+    else:
+        sys.stdout.write(text + "\n")
+    return 0

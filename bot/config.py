@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.config_commerce import AdminSettings, RewardConfig, unique_reward_codes
+from bot.config_privacy import PrivacySettings
 from bot.config_program import (
     ChatSettings,
     MemberDaySettings,
@@ -192,6 +193,7 @@ class Settings(_Section):
     notify: NotifySettings = NotifySettings()
     admin: AdminSettings = AdminSettings()
     sms: SmsSettings = SmsSettings()
+    privacy: PrivacySettings = PrivacySettings()
     rewards: list[RewardConfig] = Field(default_factory=list)
 
     @field_validator("rewards")

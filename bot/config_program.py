@@ -184,6 +184,10 @@ _COMMANDS = (
     "bind_phone",
     "verify",
     "help",
+    "opt_out",
+    "opt_in",
+    "erase",
+    "erase_confirm",
 )
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "signin": ("签到", "打卡"),
@@ -197,6 +201,12 @@ _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "bind_phone": ("绑定手机",),
     "verify": ("验证",),
     "help": ("帮助", "help", "?", "？", "菜单", "menu"),
+    # Marketing consent (PIPL): 退订 / TD (any case) opts out, 订阅 opts back in.
+    "opt_out": ("退订", "TD"),
+    "opt_in": ("订阅",),
+    # 注销 asks for confirmation; 确认注销 within the window erases the member.
+    "erase": ("注销",),
+    "erase_confirm": ("确认注销",),
 }
 _DEFAULT_MENU_KEYS: dict[str, tuple[str, ...]] = {
     "signin": ("SIGNIN",),

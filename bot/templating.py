@@ -1,13 +1,24 @@
-"""Jinja2 message templates: one file per message under ``templates/``."""
+"""Jinja2 message templates: one file per message under ``templates/``.
+
+Files whose name starts with ``_`` are partials (``{% include "_optout.j2" %}``), not
+messages. A template is *marketing* (promotions, member-day offers: anything a member
+who sent 退订 must not receive) when its first line is the comment ``{# kind: marketing #}``.
+Every marketing template must end with the opt-out hint, the partial ``_optout.j2``
+("回复 TD 退订"); tests/test_templates.py checks every such template, so a new one cannot
+forget it.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+OPT_OUT_PARTIAL = "_optout"
+_KIND = re.compile(r"\{#\s*kind:\s*([a-z_]+)\s*#\}")
 
 
 class Renderer:
@@ -46,5 +57,26 @@ class Renderer:
         return self._env.get_template(f"{name}.j2").render(**variables).strip()
 
     def names(self) -> list[str]:
-        """Every template name (without the .j2 suffix)."""
-        return sorted(n.removesuffix(".j2") for n in self._env.list_templates(extensions=["j2"]))
+        """Every message template name (without the .j2 suffix; partials excluded)."""
+        return sorted(
+            n.removesuffix(".j2")
+            for n in self._env.list_templates(extensions=["j2"])
+            if not n.startswith("_")
+        )
+
+    def kind(self, name: str) -> str:
+        """``marketing`` when the template's first line says so, else ``service``."""
+        loader = self._env.loader
+        assert loader is not None
+        source, _, _ = loader.get_source(self._env, f"{name}.j2")
+        first = source.lstrip().partition("\n")[0]
+        found = _KIND.fullmatch(first.strip())
+        return found.group(1) if found else "service"
+
+    def marketing_names(self) -> list[str]:
+        """The templates marked marketing (they must end with the opt-out hint)."""
+        return [n for n in self.names() if self.kind(n) == "marketing"]
+
+    def opt_out_hint(self) -> str:
+        """The hint every marketing message ends with (``templates/_optout.j2``)."""
+        return self._render(OPT_OUT_PARTIAL, {})

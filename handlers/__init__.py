@@ -5,7 +5,9 @@ from __future__ import annotations
 from bot.routing import Router
 from handlers import (
     birthday,
+    consent,
     dev,
+    erase,
     fallback,
     follow,
     help,
@@ -27,6 +29,8 @@ ROUTERS: tuple[Router, ...] = (
     invite.router,
     mall.router,
     phone.router,
+    consent.router,
+    erase.router,
     dev.router,
     fallback.router,
 )

@@ -15,6 +15,9 @@ from bot.wechat.wecom_events import AgentClick, AgentText
 
 router = Router("help")
 
+# Commands whose first configured keyword the help text shows.
+_WORDS = ("mall", "redeem", "coupons", "bind_phone", "opt_out", "opt_in", "erase")
+
 
 @router.on((TextMessage, AgentText), Command("help"))
 async def help_text(event: Any, ctx: Ctx) -> Reply:
@@ -30,8 +33,5 @@ async def help_menu(event: Any, ctx: Ctx) -> Reply:
 
 def _help(ctx: Ctx) -> Reply:
     chat = ctx.services.settings.chat
-    words = {
-        name: next(iter(chat.words(name)), name)
-        for name in ("mall", "redeem", "coupons", "bind_phone")
-    }
+    words = {name: next(iter(chat.words(name)), name) for name in _WORDS}
     return ctx.render("help", platform=ctx.inbound.platform, **words)

@@ -22,3 +22,19 @@ def test_renders_with_samples(name: str) -> None:
     assert text
     assert "{{" not in text
     assert "{%" not in text
+
+
+def test_the_opt_out_hint_names_the_keyword() -> None:
+    assert RENDERER.opt_out_hint() == "回复 TD 退订"
+
+
+def test_there_is_a_marketing_template_to_check() -> None:
+    assert "member_day_promo" in RENDERER.marketing_names()
+    assert RENDERER.kind("welcome") == "service"
+
+
+@pytest.mark.parametrize("name", RENDERER.marketing_names() or ["(no marketing template)"])
+def test_every_marketing_template_ends_with_the_opt_out_hint(name: str) -> None:
+    assert name in SAMPLES, "no marketing template found, or one without samples"
+    text = RENDERER.render(name, **SAMPLES[name])
+    assert text.endswith(RENDERER.opt_out_hint()), f"{name} must end with the opt-out hint"

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 
 from tortoise import connections
 
+from storage.member_data import CLASSIFIED
 from storage.models import InboundEvent
+from storage.repos import erasure
 from storage.timeutil import utc
 
 log = logging.getLogger("storage.inbound")
@@ -133,6 +135,8 @@ def _insert_sql(postgres: bool) -> str:
     return f"INSERT INTO inbound_event ({columns}) VALUES ({marks}) ON CONFLICT (dedupe_key) DO NOTHING"  # noqa: E501, S608 - constants only; values are bound
 
 
+_PERSONAL = CLASSIFIED["InboundEvent"].personal
+
 _INSERT = {"postgres": _insert_sql(True), "sqlite": _insert_sql(False)}
 
 
@@ -141,6 +145,27 @@ async def _insert_ignoring_duplicates(batch: list[InboundRecord]) -> None:
     # insert itself on the hot path (measured with bench/callbacks.py --profile).
     conn = connections.get("default")
     await conn.execute_many(_INSERT[conn.capabilities.dialect], [_values(r) for r in batch])
+    await _forget_erased(batch)
+
+
+async def _forget_erased(batch: list[InboundRecord]) -> None:
+    """Erase what this flush wrote for members erased (注销) meanwhile.
+
+    The 注销 conversation itself is recorded after its handler returned, so after the
+    erasure. Checking after the insert (not before) leaves no gap: either this check
+    sees the member erased, or the erasure's second pass, which runs after the member
+    was marked, sees these rows. One primary-key lookup per flush.
+    """
+    erased = set(await erasure.erased_among(r.member_id for r in batch if r.member_id))
+    if not erased:
+        return
+    blank = erasure.blank_values(InboundEvent, _PERSONAL)
+    for record in batch:
+        if record.member_id in erased:
+            tokens = erasure.tokens_for([record.sender])
+            await InboundEvent.filter(dedupe_key=record.dedupe_key).update(
+                dedupe_key=erasure.replace_all(record.dedupe_key, tokens), **blank
+            )
 
 
 def _values(record: InboundRecord) -> list[object]:
