@@ -239,3 +239,21 @@ async def test_erase_again_catches_rows_written_during_the_erasure(database: str
     await erasure.erase_again(member.id, done.tokens)
     assert await _traces([OPENID]) == []
     assert await PointsLot.filter(member_id=member.id).count() == 0
+
+
+async def test_a_late_reply_to_an_erased_identity_leaves_no_outbox_row(database: str) -> None:
+    """确认注销's reply missing the budget: the identity is gone, so no row keeps the openid."""
+    from storage.models import OutboxMessage
+    from storage.repos import notify, outbox
+
+    message = outbox.NewMessage(
+        idempotency_key="late:erased-1",
+        channel="oa_cs",
+        account="brand",
+        recipient="oErasedOpenid",
+        payload={"text": "已注销"},
+        source="late_reply",
+    )
+    identity = ("oa_openid", "wx2c2769f8efd9abc2", "oErasedOpenid")
+    assert await notify.enqueue_reply_counted(identity, message, datetime.now(UTC)) is None
+    assert await OutboxMessage.filter(recipient="oErasedOpenid").count() == 0

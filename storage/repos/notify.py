@@ -117,12 +117,14 @@ async def find_message(key: str) -> OutboxMessage | None:
 
 async def enqueue_reply_counted(
     identity: tuple[str, str, str], row: NewMessage, now: datetime
-) -> OutboxMessage:
+) -> OutboxMessage | None:
     """Enqueue a late reply and count it against the identity's customer-service windows.
 
     A late reply answers the member's own message, so its window is open; it is counted
     all the same (one transaction with the row), or the next notice would claim a slot
-    WeChat no longer grants (45047). A repeat with the same key counts nothing.
+    WeChat no longer grants (45047). A repeat with the same key counts nothing. None, and
+    no row, when the identity is gone: the member erased it (注销) while the handler ran,
+    and an outbox row would keep the openid the erasure removed.
     """
     existing = await find_message(row.idempotency_key)
     if existing is not None:
@@ -130,10 +132,12 @@ async def enqueue_reply_counted(
     kind, app, value = identity
     try:
         async with in_transaction():
-            await Identity.filter(kind=kind, app=app, value=value).update(
+            counted = await Identity.filter(kind=kind, app=app, value=value).update(
                 cs_sent_since_message=F("cs_sent_since_message") + 1,
                 cs_sent_since_event=F("cs_sent_since_event") + 1,
             )
+            if not counted:
+                return None
             return await _create(row, now)
     except IntegrityError:
         return await OutboxMessage.get(idempotency_key=row.idempotency_key)
