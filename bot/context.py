@@ -38,11 +38,15 @@ class MemberRef:
 class MemberResolver(Protocol):
     """Finds (or creates) the member behind a callback's sender."""
 
-    async def __call__(self, inbound: Inbound) -> MemberRef | None:
-        """The member, or None for senders that are not members (staff, the platform)."""
+    async def __call__(self, inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+        """The member, or None for senders that are not members (staff, the platform).
+
+        ``cached`` is the sender's identity-cache value when the caller already read it
+        (the sender gate reads it with its admission); None: look it up.
+        """
 
 
-async def no_member(inbound: Inbound) -> MemberRef | None:
+async def no_member(inbound: Inbound, cached: str | None = None) -> MemberRef | None:
     """Resolver used until a member service is wired: nobody is a member yet."""
     return None
 
@@ -57,6 +61,7 @@ class Trace:
     outcome: str = "replied"
     member_id: int | None = None
     late: bool = False
+    identity: str | None = None  # the sender's identity-cache value, read by the sender gate
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Shared cache: Redis when configured, else in-process (the embedded default).
 
 Only what intake needs lives here: claim-once keys, small values with TTLs, counters, a
-per-key lock, and ``admit`` (a counter and a lock in one call: one Redis script on the
-callback hot path). Every key comes from :mod:`storage.keys` and carries its TTL.
+per-key lock, and ``admit`` (a counter, a lock and one value read in one call: one Redis
+script on the callback hot path). Every key comes from :mod:`storage.keys` and carries its
+TTL.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -21,6 +23,18 @@ from storage.keys import Key
 
 class CacheError(RuntimeError):
     """The cache could not be reached or refused an operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`Cache.admit` found: the use count and the value of the ``peek`` key.
+
+    ``peeked`` is None when no key was given, the key was absent, or the count was past the
+    limit (nothing is read then).
+    """
+
+    count: int
+    peeked: str | None = None
 
 
 class Cache(Protocol):
@@ -47,12 +61,13 @@ class Cache(Protocol):
         """Hold an exclusive lock on the key (async context manager)."""
 
     def admit(
-        self, rate: Key, limit: int, lock: Key, wait: float
-    ) -> AbstractAsyncContextManager[int]:
-        """Count one use on ``rate`` and, within ``limit``, hold ``lock``; yields the count.
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AbstractAsyncContextManager[Admission]:
+        """Count one use on ``rate`` and, within ``limit``, hold ``lock`` and read ``peek``.
 
-        Past the limit nothing is locked. Raises :class:`CacheError` when the lock stays
-        busy for ``wait`` seconds.
+        Yields the count and the value read (in the same round trip: e.g. the sender's
+        identity cache entry). Past the limit nothing is locked or read. Raises
+        :class:`CacheError` when the lock stays busy for ``wait`` seconds.
         """
 
     async def ping(self) -> bool:
@@ -146,14 +161,16 @@ class MemoryCache:
                 self._locks.pop(key.name, None)
 
     @asynccontextmanager
-    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
-        """:meth:`incr` then, within the limit, :meth:`lock`."""
+    async def admit(
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AsyncIterator[Admission]:
+        """:meth:`incr` then, within the limit, :meth:`lock` and :meth:`get` of ``peek``."""
         count = await self.incr(rate)
         if count > limit:
-            yield count
+            yield Admission(count)
             return
         async with self.lock(lock, wait):
-            yield count
+            yield Admission(count, None if peek is None else self._live(peek.name))
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -169,14 +186,17 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-# KEYS: rate, lock. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
-# Returns {count, 1 when the lock was taken else 0}; past the limit the lock is not tried.
+# KEYS: rate, lock[, peek]. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
+# Returns {count, 1 when the lock was taken else 0[, peek's value or nil]}; past the limit
+# the lock is not tried and nothing is read.
 _ADMIT = """
 local count = redis.call('incr', KEYS[1])
 redis.call('expire', KEYS[1], ARGV[1], 'NX')
 if count > tonumber(ARGV[2]) then return {count, 0} end
-if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {count, 1} end
-return {count, 0}
+local held = 0
+if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
+if KEYS[3] then return {count, held, redis.call('get', KEYS[3])} end
+return {count, held}
 """
 
 
@@ -226,21 +246,26 @@ class RedisCache:
             await self._unlock(keys=[key.name], args=[token])
 
     @asynccontextmanager
-    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
-        """One script: INCR + EXPIRE NX and, within the limit, SET NX PX; then as :meth:`lock`."""
+    async def admit(
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AsyncIterator[Admission]:
+        """One script: INCR + EXPIRE NX and, within the limit, SET NX PX and GET ``peek``;
+        then as :meth:`lock`. A lock that was busy is polled, and ``peek`` read again once
+        it is held (its holder may have changed the value)."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
-        counted, held = await self._admit(
-            keys=[rate.name, lock.name], args=[rate.ttl, limit, token, lock.ttl * 1000]
-        )
-        count = int(counted)
+        keys = [rate.name, lock.name] if peek is None else [rate.name, lock.name, peek.name]
+        result = await self._admit(keys=keys, args=[rate.ttl, limit, token, lock.ttl * 1000])
+        count = int(result[0])
         if count > limit:
-            yield count
+            yield Admission(count)
             return
-        if not held:
+        peeked = None if len(result) < 3 or result[2] is None else str(result[2])
+        if not result[1]:
             await self._acquire(lock, token, deadline, tried=True)
+            peeked = None if peek is None else await self.get(peek)
         try:
-            yield count
+            yield Admission(count, peeked)
         finally:
             await self._unlock(keys=[lock.name], args=[token])
 
