@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.replies import Reply, TextReply
 from bot.templating import Renderer
 from bot.wechat.inbound import Inbound
-from storage.cache import Cache
+from storage.cache import Cache, Held
 from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ class Trace:
     member_id: int | None = None
     late: bool = False
     identity: str | None = None  # the sender's identity-cache value, read by the sender gate
+    # Intake releases the sender's lock with the reply cache write (one round trip): while
+    # ``hand_lock`` is set the sender gate leaves its lock held, in ``held``, on exit.
+    hand_lock: bool = False
+    held: Held | None = None
 
 
 @dataclass(frozen=True, slots=True)

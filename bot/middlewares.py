@@ -34,7 +34,9 @@ class SenderGateMiddleware:
 
     One cache call counts the command and, under the limit, takes the sender's lock
     (across processes when the cache is shared) and reads the sender's identity-cache
-    entry for :class:`MemberMiddleware` (``Trace.identity``: one round trip fewer). Past
+    entry for :class:`MemberMiddleware` (``Trace.identity``: one round trip fewer). When
+    intake asks for it (``Trace.hand_lock``), the lock is left held on exit and intake
+    releases it in the same call that caches the reply (another round trip fewer). Past
     the limit: "too fast" once a minute, then silence; lock still busy after
     ``wait_seconds``: "busy".
     """
@@ -61,7 +63,11 @@ class SenderGateMiddleware:
                     # Say "too fast" once per minute; further messages that minute get no reply.
                     return ctx.render("too_fast") if count == limit + 1 else NO_REPLY
                 ctx.trace.identity = admission.peeked
-                return await call_next(inbound, ctx)
+                try:
+                    return await call_next(inbound, ctx)
+                finally:
+                    if ctx.trace.hand_lock:  # intake releases it with the reply it caches
+                        ctx.trace.held = admission.keep()
         except CacheError:
             ctx.trace.outcome = "busy"
             return TextReply(services.renderer.render("busy"))

@@ -26,15 +26,31 @@ class CacheError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A lock :meth:`Cache.admit` left held on exit, for :meth:`Cache.put` to release."""
+
+    lock: Key
+    token: str
+
+
+@dataclass(slots=True)
 class Admission:
     """What :meth:`Cache.admit` found: the use count and the value of the ``peek`` key.
 
     ``peeked`` is None when no key was given, the key was absent, or the count was past the
-    limit (nothing is read then).
+    limit (nothing is read then). :meth:`keep` asks admit to leave the lock held on exit.
     """
 
     count: int
     peeked: str | None = None
+    held: Held | None = None
+    kept: bool = False
+
+    def keep(self) -> Held | None:
+        """Leave the lock held when admit exits; the caller must release it with
+        :meth:`Cache.put` (``release=``). None when nothing is locked (past the limit)."""
+        self.kept = self.held is not None
+        return self.held
 
 
 class Cache(Protocol):
@@ -48,8 +64,9 @@ class Cache(Protocol):
     async def get(self, key: Key) -> str | None:
         """The value, or None when absent or expired."""
 
-    async def put(self, key: Key, value: str) -> None:
-        """Set the value with the key's TTL."""
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """Set the value with the key's TTL; then release a lock kept from :meth:`admit`
+        (one round trip for both)."""
 
     async def delete(self, key: Key) -> None:
         """Remove the key."""
@@ -120,9 +137,11 @@ class MemoryCache:
         """The value, or None."""
         return self._live(key.name)
 
-    async def put(self, key: Key, value: str) -> None:
-        """Set the value with the key's TTL."""
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """Set the value with the key's TTL, then release a kept lock."""
         self._store(key, value)
+        if release is not None:
+            self._release(release.lock.name)
 
     async def delete(self, key: Key) -> None:
         """Remove the key."""
@@ -141,24 +160,37 @@ class MemoryCache:
     @asynccontextmanager
     async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
         """An asyncio lock per key, dropped when nobody holds or waits for it."""
+        await self._acquire(key, wait)
+        try:
+            yield
+        finally:
+            self._release(key.name)
+
+    async def _acquire(self, key: Key, wait: float) -> None:
+        # Holders and waiters are counted: the lock object goes when the last one leaves.
         lock = self._locks.setdefault(key.name, asyncio.Lock())
         self._waiters[key.name] = self._waiters.get(key.name, 0) + 1
         try:
             async with asyncio.timeout(wait):
                 await lock.acquire()
-            try:
-                yield
-            finally:
-                lock.release()
         except TimeoutError:
+            self._leave(key.name)
             raise CacheError(f"lock {key.name} busy") from None
-        finally:
-            left = self._waiters[key.name] - 1
-            if left:
-                self._waiters[key.name] = left
-            else:
-                del self._waiters[key.name]
-                self._locks.pop(key.name, None)
+        except BaseException:
+            self._leave(key.name)
+            raise
+
+    def _release(self, name: str) -> None:
+        self._locks[name].release()
+        self._leave(name)
+
+    def _leave(self, name: str) -> None:
+        left = self._waiters[name] - 1
+        if left:
+            self._waiters[name] = left
+        else:
+            del self._waiters[name]
+            self._locks.pop(name, None)
 
     @asynccontextmanager
     async def admit(
@@ -169,8 +201,15 @@ class MemoryCache:
         if count > limit:
             yield Admission(count)
             return
-        async with self.lock(lock, wait):
-            yield Admission(count, None if peek is None else self._live(peek.name))
+        await self._acquire(lock, wait)
+        admission = Admission(
+            count, None if peek is None else self._live(peek.name), Held(lock, "")
+        )
+        try:
+            yield admission
+        finally:
+            if not admission.kept:
+                self._release(lock.name)
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -184,6 +223,13 @@ class MemoryCache:
 _UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+
+# KEYS: value, lock. ARGV: value, TTL (s), lock token. SET EX, then release the lock.
+_PUT_RELEASE = """
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
+return 1
 """
 
 # KEYS: rate, lock[, peek]. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
@@ -209,6 +255,7 @@ class RedisCache:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
+        self._put_release = self._redis.register_script(_PUT_RELEASE)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""
@@ -219,9 +266,14 @@ class RedisCache:
         value = await self._redis.get(key.name)
         return None if value is None else str(value)
 
-    async def put(self, key: Key, value: str) -> None:
-        """SET EX."""
-        await self._redis.set(key.name, value, ex=key.ttl)
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """SET EX; with a kept lock, one script that also releases it."""
+        if release is None:
+            await self._redis.set(key.name, value, ex=key.ttl)
+            return
+        await self._put_release(
+            keys=[key.name, release.lock.name], args=[value, key.ttl, release.token]
+        )
 
     async def delete(self, key: Key) -> None:
         """DEL."""
@@ -251,7 +303,8 @@ class RedisCache:
     ) -> AsyncIterator[Admission]:
         """One script: INCR + EXPIRE NX and, within the limit, SET NX PX and GET ``peek``;
         then as :meth:`lock`. A lock that was busy is polled, and ``peek`` read again once
-        it is held (its holder may have changed the value)."""
+        it is held (its holder may have changed the value). A kept lock is released by
+        :meth:`put` (or expires with its TTL)."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         keys = [rate.name, lock.name] if peek is None else [rate.name, lock.name, peek.name]
@@ -264,10 +317,12 @@ class RedisCache:
         if not result[1]:
             await self._acquire(lock, token, deadline, tried=True)
             peeked = None if peek is None else await self.get(peek)
+        admission = Admission(count, peeked, Held(lock, token))
         try:
-            yield Admission(count, peeked)
+            yield admission
         finally:
-            await self._unlock(keys=[lock.name], args=[token])
+            if not admission.kept:
+                await self._unlock(keys=[lock.name], args=[token])
 
     async def _acquire(self, key: Key, token: str, deadline: float, tried: bool = False) -> None:
         # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the

@@ -157,6 +157,33 @@ async def test_a_waiter_reads_the_peek_key_again_once_it_holds_the_lock(
     assert await second == "new"
 
 
+async def test_a_kept_lock_stays_held_until_put_releases_it(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    reply = Key(lock.name + ":reply", 60)
+    async with any_cache.admit(rate, 10, lock, 1.0) as admission:
+        held = admission.keep()
+    assert held is not None
+    assert not await _free(any_cache, lock)  # admit left it held
+    await any_cache.put(reply, "the reply", release=held)
+    assert await any_cache.get(reply) == "the reply"
+    assert await _free(any_cache, lock)
+    async with any_cache.admit(rate, 1, lock, 1.0) as admission:
+        assert admission.keep() is None  # past the limit: nothing to keep
+    assert await _free(any_cache, lock)
+
+
+async def test_put_does_not_release_a_lock_taken_again_by_someone_else(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    async with any_cache.admit(rate, 10, lock, 1.0) as admission:
+        held = admission.keep()
+    assert held is not None
+    await any_cache.put(Key(lock.name + ":reply", 60), "r", release=held)
+    async with any_cache.admit(rate, 10, lock, 1.0):  # a new holder
+        if isinstance(any_cache, RedisCache):  # a stale token must not free the new holder
+            await any_cache.put(Key(lock.name + ":reply", 60), "r", release=held)
+        assert not await _free(any_cache, lock)
+
+
 async def test_memory_counter_expires_with_the_rate_key_ttl() -> None:
     ticks = Ticks()
     cache = MemoryCache(now=ticks)
