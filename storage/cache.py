@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -95,13 +96,19 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """In-process cache for the single-process embedded default."""
+    """In-process cache for the single-process embedded default.
+
+    Expired values go lazily (when read) and in small sweeps: per TTL, the keys stored with
+    it in the order they will expire (every key of one TTL expires in the order it was
+    stored), so a sweep only looks at what has expired, never at the whole cache.
+    """
 
     shared = False
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
         self._values: dict[str, tuple[str, float]] = {}
+        self._expiring: dict[int, deque[tuple[float, str]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
         self._ops = 0
@@ -116,15 +123,24 @@ class MemoryCache:
         return item[0]
 
     def _store(self, key: Key, value: str) -> None:
-        self._values[key.name] = (value, self._now() + key.ttl)
+        expires = self._now() + key.ttl
+        self._values[key.name] = (value, expires)
+        queue = self._expiring.get(key.ttl)
+        if queue is None:
+            queue = self._expiring[key.ttl] = deque()
+        queue.append((expires, key.name))
         self._ops += 1
-        if self._ops % 4096 == 0:
+        if self._ops % 1024 == 0:
             self._sweep()
 
     def _sweep(self) -> None:
         now = self._now()
-        for name in [n for n, (_, exp) in self._values.items() if exp <= now]:
-            del self._values[name]
+        for queue in self._expiring.values():
+            while queue and queue[0][0] <= now:
+                expires, name = queue.popleft()
+                item = self._values.get(name)
+                if item is not None and item[1] == expires:  # not stored again since
+                    del self._values[name]
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """Set the key only if absent."""

@@ -244,3 +244,22 @@ async def test_gate_middleware_answers_busy_while_another_callback_holds_the_loc
     again = Ctx(inbound=inbound, services=services, now=services.clock.now(), trace=Trace())
     assert await gate(inbound, again, handler) == TextReply("done")
     assert calls == 1
+
+
+def test_memory_sweep_drops_expired_values_and_keeps_the_rewritten() -> None:
+    ticks = Ticks()
+    cache = MemoryCache(now=ticks)
+    short, long = Key("short", 10), Key("long", 100)
+    cache._store(short, "a")
+    cache._store(long, "b")
+    ticks.now += 5
+    cache._store(Key("again", 10), "c")
+    ticks.now += 6  # "short" has expired, "again" has not
+    cache._store(short, "d")  # stored again: its first expiry must not drop it
+    cache._sweep()
+    assert set(cache._values) == {"short", "long", "again"}
+    ticks.now += 1
+    cache._store(Key("later", 10), "e")
+    ticks.now += 9  # "again" and the rewritten "short" have expired; "later", "long" live
+    cache._sweep()
+    assert set(cache._values) == {"long", "later"}
