@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.replies import Reply, TextReply
 from bot.templating import Renderer
 from bot.wechat.inbound import Inbound
-from storage.cache import Cache
+from storage.cache import Cache, Held
 from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -41,11 +41,15 @@ class MemberRef:
 class MemberResolver(Protocol):
     """Finds (or creates) the member behind a callback's sender."""
 
-    async def __call__(self, inbound: Inbound) -> MemberRef | None:
-        """The member, or None for senders that are not members (staff, the platform)."""
+    async def __call__(self, inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+        """The member, or None for senders that are not members (staff, the platform).
+
+        ``cached`` is the sender's identity-cache value when the caller already read it
+        (the sender gate reads it with its admission); None: look it up.
+        """
 
 
-async def no_member(inbound: Inbound) -> MemberRef | None:
+async def no_member(inbound: Inbound, cached: str | None = None) -> MemberRef | None:
     """Resolver used until a member service is wired: nobody is a member yet."""
     return None
 
@@ -60,6 +64,11 @@ class Trace:
     outcome: str = "replied"
     member_id: int | None = None
     late: bool = False
+    identity: str | None = None  # the sender's identity-cache value, read by the sender gate
+    # Intake releases the sender's lock with the reply cache write (one round trip): while
+    # ``hand_lock`` is set the sender gate leaves its lock held, in ``held``, on exit.
+    hand_lock: bool = False
+    held: Held | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,12 @@ class SenderGateMiddleware:
     """Per sender: at most N commands a minute (default 20), and one callback at a time.
 
     One cache call counts the command and, under the limit, takes the sender's lock
-    (across processes when the cache is shared). Past the limit: "too fast" once a minute,
-    then silence; lock still busy after ``wait_seconds``: "busy".
+    (across processes when the cache is shared) and reads the sender's identity-cache
+    entry for :class:`MemberMiddleware` (``Trace.identity``: one round trip fewer). When
+    intake asks for it (``Trace.hand_lock``), the lock is left held on exit and intake
+    releases it in the same call that caches the reply (another round trip fewer). Past
+    the limit: "too fast" once a minute, then silence; lock still busy after
+    ``wait_seconds``: "busy".
     """
 
     def __init__(self, wait_seconds: float = 10.0) -> None:
@@ -48,16 +52,22 @@ class SenderGateMiddleware:
         sender = f"{inbound.platform}:{inbound.account}:{inbound.sender}"
         rate = services.keys.rate(sender, int(services.wall.time() // 60))
         limit = services.settings.business.rate_limit_per_minute
-        gate = services.cache.admit(
-            rate, limit, services.keys.member_lock(sender), self.wait_seconds
-        )
+        lock = services.keys.member_lock(sender)
+        peek = services.members.identity_key(inbound)
+        gate = services.cache.admit(rate, limit, lock, self.wait_seconds, peek)
         try:
-            async with gate as count:
+            async with gate as admission:
+                count = admission.count
                 if count > limit:
                     ctx.trace.outcome = "rate_limited"
                     # Say "too fast" once per minute; further messages that minute get no reply.
                     return ctx.render("too_fast") if count == limit + 1 else NO_REPLY
-                return await call_next(inbound, ctx)
+                ctx.trace.identity = admission.peeked
+                try:
+                    return await call_next(inbound, ctx)
+                finally:
+                    if ctx.trace.hand_lock:  # intake releases it with the reply it caches
+                        ctx.trace.held = admission.keep()
         except CacheError:
             ctx.trace.outcome = "busy"
             return TextReply(services.renderer.render("busy"))
@@ -67,8 +77,8 @@ class MemberMiddleware:
     """Resolves the sender's member through the injected resolver hook."""
 
     async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
-        """Attach the member (if any) to the context."""
-        member = await ctx.services.resolve_member(inbound)
+        """Attach the member (if any) to the context (the gate may have read its cache entry)."""
+        member = await ctx.services.resolve_member(inbound, ctx.trace.identity)
         if member is not None:
             ctx.trace.member_id = member.id
             ctx = dataclasses.replace(ctx, member=member)

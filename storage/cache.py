@@ -1,8 +1,9 @@
 """Shared cache: Redis when configured, else in-process (the embedded default).
 
 Only what intake needs lives here: claim-once keys, small values with TTLs, counters, a
-per-key lock, and ``admit`` (a counter and a lock in one call: one Redis script on the
-callback hot path). Every key comes from :mod:`storage.keys` and carries its TTL.
+per-key lock, and ``admit`` (a counter, a lock and one value read in one call: one Redis
+script on the callback hot path). Every key comes from :mod:`storage.keys` and carries its
+TTL.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -21,6 +24,34 @@ from storage.keys import Key
 
 class CacheError(RuntimeError):
     """The cache could not be reached or refused an operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A lock :meth:`Cache.admit` left held on exit, for :meth:`Cache.put` to release."""
+
+    lock: Key
+    token: str
+
+
+@dataclass(slots=True)
+class Admission:
+    """What :meth:`Cache.admit` found: the use count and the value of the ``peek`` key.
+
+    ``peeked`` is None when no key was given, the key was absent, or the count was past the
+    limit (nothing is read then). :meth:`keep` asks admit to leave the lock held on exit.
+    """
+
+    count: int
+    peeked: str | None = None
+    held: Held | None = None
+    kept: bool = False
+
+    def keep(self) -> Held | None:
+        """Leave the lock held when admit exits; the caller must release it with
+        :meth:`Cache.put` (``release=``). None when nothing is locked (past the limit)."""
+        self.kept = self.held is not None
+        return self.held
 
 
 class Cache(Protocol):
@@ -34,8 +65,9 @@ class Cache(Protocol):
     async def get(self, key: Key) -> str | None:
         """The value, or None when absent or expired."""
 
-    async def put(self, key: Key, value: str) -> None:
-        """Set the value with the key's TTL."""
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """Set the value with the key's TTL; then release a lock kept from :meth:`admit`
+        (one round trip for both)."""
 
     async def delete(self, key: Key) -> None:
         """Remove the key."""
@@ -47,12 +79,13 @@ class Cache(Protocol):
         """Hold an exclusive lock on the key (async context manager)."""
 
     def admit(
-        self, rate: Key, limit: int, lock: Key, wait: float
-    ) -> AbstractAsyncContextManager[int]:
-        """Count one use on ``rate`` and, within ``limit``, hold ``lock``; yields the count.
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AbstractAsyncContextManager[Admission]:
+        """Count one use on ``rate`` and, within ``limit``, hold ``lock`` and read ``peek``.
 
-        Past the limit nothing is locked. Raises :class:`CacheError` when the lock stays
-        busy for ``wait`` seconds.
+        Yields the count and the value read (in the same round trip: e.g. the sender's
+        identity cache entry). Past the limit nothing is locked or read. Raises
+        :class:`CacheError` when the lock stays busy for ``wait`` seconds.
         """
 
     async def ping(self) -> bool:
@@ -63,13 +96,19 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """In-process cache for the single-process embedded default."""
+    """In-process cache for the single-process embedded default.
+
+    Expired values go lazily (when read) and in small sweeps: per TTL, the keys stored with
+    it in the order they will expire (every key of one TTL expires in the order it was
+    stored), so a sweep only looks at what has expired, never at the whole cache.
+    """
 
     shared = False
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
         self._values: dict[str, tuple[str, float]] = {}
+        self._expiring: dict[int, deque[tuple[float, str]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
         self._ops = 0
@@ -84,15 +123,24 @@ class MemoryCache:
         return item[0]
 
     def _store(self, key: Key, value: str) -> None:
-        self._values[key.name] = (value, self._now() + key.ttl)
+        expires = self._now() + key.ttl
+        self._values[key.name] = (value, expires)
+        queue = self._expiring.get(key.ttl)
+        if queue is None:
+            queue = self._expiring[key.ttl] = deque()
+        queue.append((expires, key.name))
         self._ops += 1
-        if self._ops % 4096 == 0:
+        if self._ops % 1024 == 0:
             self._sweep()
 
     def _sweep(self) -> None:
         now = self._now()
-        for name in [n for n, (_, exp) in self._values.items() if exp <= now]:
-            del self._values[name]
+        for queue in self._expiring.values():
+            while queue and queue[0][0] <= now:
+                expires, name = queue.popleft()
+                item = self._values.get(name)
+                if item is not None and item[1] == expires:  # not stored again since
+                    del self._values[name]
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """Set the key only if absent."""
@@ -105,9 +153,11 @@ class MemoryCache:
         """The value, or None."""
         return self._live(key.name)
 
-    async def put(self, key: Key, value: str) -> None:
-        """Set the value with the key's TTL."""
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """Set the value with the key's TTL, then release a kept lock."""
         self._store(key, value)
+        if release is not None:
+            self._release(release.lock.name)
 
     async def delete(self, key: Key) -> None:
         """Remove the key."""
@@ -126,34 +176,56 @@ class MemoryCache:
     @asynccontextmanager
     async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
         """An asyncio lock per key, dropped when nobody holds or waits for it."""
+        await self._acquire(key, wait)
+        try:
+            yield
+        finally:
+            self._release(key.name)
+
+    async def _acquire(self, key: Key, wait: float) -> None:
+        # Holders and waiters are counted: the lock object goes when the last one leaves.
         lock = self._locks.setdefault(key.name, asyncio.Lock())
         self._waiters[key.name] = self._waiters.get(key.name, 0) + 1
         try:
             async with asyncio.timeout(wait):
                 await lock.acquire()
-            try:
-                yield
-            finally:
-                lock.release()
         except TimeoutError:
+            self._leave(key.name)
             raise CacheError(f"lock {key.name} busy") from None
-        finally:
-            left = self._waiters[key.name] - 1
-            if left:
-                self._waiters[key.name] = left
-            else:
-                del self._waiters[key.name]
-                self._locks.pop(key.name, None)
+        except BaseException:
+            self._leave(key.name)
+            raise
+
+    def _release(self, name: str) -> None:
+        self._locks[name].release()
+        self._leave(name)
+
+    def _leave(self, name: str) -> None:
+        left = self._waiters[name] - 1
+        if left:
+            self._waiters[name] = left
+        else:
+            del self._waiters[name]
+            self._locks.pop(name, None)
 
     @asynccontextmanager
-    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
-        """:meth:`incr` then, within the limit, :meth:`lock`."""
+    async def admit(
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AsyncIterator[Admission]:
+        """:meth:`incr` then, within the limit, :meth:`lock` and :meth:`get` of ``peek``."""
         count = await self.incr(rate)
         if count > limit:
-            yield count
+            yield Admission(count)
             return
-        async with self.lock(lock, wait):
-            yield count
+        await self._acquire(lock, wait)
+        admission = Admission(
+            count, None if peek is None else self._live(peek.name), Held(lock, "")
+        )
+        try:
+            yield admission
+        finally:
+            if not admission.kept:
+                self._release(lock.name)
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -169,14 +241,24 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-# KEYS: rate, lock. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
-# Returns {count, 1 when the lock was taken else 0}; past the limit the lock is not tried.
+# KEYS: value, lock. ARGV: value, TTL (s), lock token. SET EX, then release the lock.
+_PUT_RELEASE = """
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
+return 1
+"""
+
+# KEYS: rate, lock[, peek]. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
+# Returns {count, 1 when the lock was taken else 0[, peek's value or nil]}; past the limit
+# the lock is not tried and nothing is read.
 _ADMIT = """
 local count = redis.call('incr', KEYS[1])
 redis.call('expire', KEYS[1], ARGV[1], 'NX')
 if count > tonumber(ARGV[2]) then return {count, 0} end
-if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {count, 1} end
-return {count, 0}
+local held = 0
+if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
+if KEYS[3] then return {count, held, redis.call('get', KEYS[3])} end
+return {count, held}
 """
 
 
@@ -189,6 +271,7 @@ class RedisCache:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
+        self._put_release = self._redis.register_script(_PUT_RELEASE)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""
@@ -199,9 +282,14 @@ class RedisCache:
         value = await self._redis.get(key.name)
         return None if value is None else str(value)
 
-    async def put(self, key: Key, value: str) -> None:
-        """SET EX."""
-        await self._redis.set(key.name, value, ex=key.ttl)
+    async def put(self, key: Key, value: str, release: Held | None = None) -> None:
+        """SET EX; with a kept lock, one script that also releases it."""
+        if release is None:
+            await self._redis.set(key.name, value, ex=key.ttl)
+            return
+        await self._put_release(
+            keys=[key.name, release.lock.name], args=[value, key.ttl, release.token]
+        )
 
     async def delete(self, key: Key) -> None:
         """DEL."""
@@ -226,23 +314,31 @@ class RedisCache:
             await self._unlock(keys=[key.name], args=[token])
 
     @asynccontextmanager
-    async def admit(self, rate: Key, limit: int, lock: Key, wait: float) -> AsyncIterator[int]:
-        """One script: INCR + EXPIRE NX and, within the limit, SET NX PX; then as :meth:`lock`."""
+    async def admit(
+        self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
+    ) -> AsyncIterator[Admission]:
+        """One script: INCR + EXPIRE NX and, within the limit, SET NX PX and GET ``peek``;
+        then as :meth:`lock`. A lock that was busy is polled, and ``peek`` read again once
+        it is held (its holder may have changed the value). A kept lock is released by
+        :meth:`put` (or expires with its TTL)."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
-        counted, held = await self._admit(
-            keys=[rate.name, lock.name], args=[rate.ttl, limit, token, lock.ttl * 1000]
-        )
-        count = int(counted)
+        keys = [rate.name, lock.name] if peek is None else [rate.name, lock.name, peek.name]
+        result = await self._admit(keys=keys, args=[rate.ttl, limit, token, lock.ttl * 1000])
+        count = int(result[0])
         if count > limit:
-            yield count
+            yield Admission(count)
             return
-        if not held:
+        peeked = None if len(result) < 3 or result[2] is None else str(result[2])
+        if not result[1]:
             await self._acquire(lock, token, deadline, tried=True)
+            peeked = None if peek is None else await self.get(peek)
+        admission = Admission(count, peeked, Held(lock, token))
         try:
-            yield count
+            yield admission
         finally:
-            await self._unlock(keys=[lock.name], args=[token])
+            if not admission.kept:
+                await self._unlock(keys=[lock.name], args=[token])
 
     async def _acquire(self, key: Key, token: str, deadline: float, tried: bool = False) -> None:
         # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the

@@ -18,6 +18,17 @@ MIGRATIONS_MODULE = "storage.migrations"
 _SQLITE_PRAGMAS = {"journal_mode": "WAL", "busy_timeout": 5000, "synchronous": "NORMAL"}
 
 
+async def keep_session(connection: Any) -> None:
+    """asyncpg pool release without its reset query (a round trip after every query).
+
+    Before calling this asyncpg has already rolled back a transaction left open and
+    dropped listeners. The reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL``) would undo session state, and this server keeps none: no session
+    advisory locks, no LISTEN, no ``SET`` outside a transaction, no cursors left open.
+    Anything that starts keeping such state must reset it itself.
+    """
+
+
 def tortoise_config(url: str) -> dict[str, Any]:
     """The tortoise config dict for a database URL (sqlite:// or postgres://)."""
     connection = expand_db_url(url)
@@ -26,6 +37,8 @@ def tortoise_config(url: str) -> dict[str, Any]:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         connection["credentials"].update(_SQLITE_PRAGMAS)
+    elif connection["engine"].endswith("asyncpg"):
+        connection["credentials"].setdefault("reset", keep_session)  # asyncpg.create_pool
     return {
         "connections": {"default": connection},
         "apps": {

@@ -55,11 +55,11 @@ async def test_counts_up_to_the_limit_then_stops_locking(any_cache: Cache) -> No
     rate, lock = _keys()
     seen = []
     for _ in range(3):
-        async with any_cache.admit(rate, 3, lock, 1.0) as count:
-            seen.append(count)
+        async with any_cache.admit(rate, 3, lock, 1.0) as admission:
+            seen.append(admission.count)
             assert not await _free(any_cache, lock)  # held within the limit
-    async with any_cache.admit(rate, 3, lock, 1.0) as count:
-        seen.append(count)
+    async with any_cache.admit(rate, 3, lock, 1.0) as admission:
+        seen.append(admission.count)
         assert await _free(any_cache, lock)  # past the limit nothing is locked
     assert seen == [1, 2, 3, 4]
     assert await any_cache.incr(rate) == 5  # the same counter incr() sees
@@ -88,8 +88,8 @@ async def test_a_waiter_gets_the_lock_when_the_holder_leaves(any_cache: Cache) -
             order.append("first out")
 
     async def second() -> None:
-        async with any_cache.admit(rate, 10, lock, 5.0) as count:
-            order.append(f"second in {count}")
+        async with any_cache.admit(rate, 10, lock, 5.0) as admission:
+            order.append(f"second in {admission.count}")
 
     holder = asyncio.create_task(first())
     while not order:
@@ -110,8 +110,78 @@ async def test_lock_released_after_the_body_even_when_it_raises(any_cache: Cache
         async with any_cache.admit(rate, 10, lock, 1.0):
             raise ValueError("handler failed")
     assert await _free(any_cache, lock)
-    async with any_cache.admit(rate, 10, lock, 1.0) as count:
-        assert count == 2
+    async with any_cache.admit(rate, 10, lock, 1.0) as admission:
+        assert admission.count == 2
+
+
+async def test_admit_reads_the_peek_key_within_the_limit_only(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    peek = Key(lock.name + ":peek", 60)
+    async with any_cache.admit(rate, 2, lock, 1.0, peek) as admission:
+        assert admission.peeked is None  # absent
+        await any_cache.put(peek, "7:M7")
+    async with any_cache.admit(rate, 2, lock, 1.0, peek) as admission:
+        assert (admission.count, admission.peeked) == (2, "7:M7")
+    async with any_cache.admit(rate, 2, lock, 1.0, peek) as admission:
+        assert (admission.count, admission.peeked) == (3, None)  # past the limit: not read
+    async with any_cache.admit(rate, 5, lock, 1.0) as admission:
+        assert admission.peeked is None  # no key given
+
+
+async def test_a_waiter_reads_the_peek_key_again_once_it_holds_the_lock(
+    any_cache: Cache,
+) -> None:
+    rate, lock = _keys()
+    peek = Key(lock.name + ":peek", 60)
+    await any_cache.put(peek, "old")
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with any_cache.admit(rate, 10, lock, 1.0, peek):
+            await release.wait()
+            await any_cache.put(peek, "new")  # changed while the waiter waits
+
+    first = asyncio.create_task(holder())
+    while await any_cache.get(rate) != "1":
+        await asyncio.sleep(0)
+
+    async def waiter() -> str | None:
+        async with any_cache.admit(rate, 10, lock, 5.0, peek) as admission:
+            return admission.peeked
+
+    second = asyncio.create_task(waiter())
+    while await any_cache.get(rate) != "2":
+        await asyncio.sleep(0)
+    release.set()
+    await first
+    assert await second == "new"
+
+
+async def test_a_kept_lock_stays_held_until_put_releases_it(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    reply = Key(lock.name + ":reply", 60)
+    async with any_cache.admit(rate, 10, lock, 1.0) as admission:
+        held = admission.keep()
+    assert held is not None
+    assert not await _free(any_cache, lock)  # admit left it held
+    await any_cache.put(reply, "the reply", release=held)
+    assert await any_cache.get(reply) == "the reply"
+    assert await _free(any_cache, lock)
+    async with any_cache.admit(rate, 1, lock, 1.0) as admission:
+        assert admission.keep() is None  # past the limit: nothing to keep
+    assert await _free(any_cache, lock)
+
+
+async def test_put_does_not_release_a_lock_taken_again_by_someone_else(any_cache: Cache) -> None:
+    rate, lock = _keys()
+    async with any_cache.admit(rate, 10, lock, 1.0) as admission:
+        held = admission.keep()
+    assert held is not None
+    await any_cache.put(Key(lock.name + ":reply", 60), "r", release=held)
+    async with any_cache.admit(rate, 10, lock, 1.0):  # a new holder
+        if isinstance(any_cache, RedisCache):  # a stale token must not free the new holder
+            await any_cache.put(Key(lock.name + ":reply", 60), "r", release=held)
+        assert not await _free(any_cache, lock)
 
 
 async def test_memory_counter_expires_with_the_rate_key_ttl() -> None:
@@ -122,11 +192,11 @@ async def test_memory_counter_expires_with_the_rate_key_ttl() -> None:
         async with cache.admit(rate, 1, lock, 1.0):
             pass
     ticks.now += rate.ttl - 1
-    async with cache.admit(rate, 1, lock, 1.0) as count:
-        assert count == 3
+    async with cache.admit(rate, 1, lock, 1.0) as admission:
+        assert admission.count == 3
     ticks.now += 1
-    async with cache.admit(rate, 1, lock, 1.0) as count:
-        assert count == 1
+    async with cache.admit(rate, 1, lock, 1.0) as admission:
+        assert admission.count == 1
 
 
 @pytest.mark.redis
@@ -140,8 +210,8 @@ async def test_redis_keys_carry_their_ttls() -> None:
             assert 0 < await raw.pttl(lock.name) <= lock.ttl * 1000
         assert await raw.exists(lock.name) == 0
         await raw.persist(rate.name)
-        async with cache.admit(rate, 1, lock, 1.0) as count:
-            assert count == 2
+        async with cache.admit(rate, 1, lock, 1.0) as admission:
+            assert admission.count == 2
             assert await raw.exists(lock.name) == 0  # past the limit: no lock key
         assert 0 < await raw.ttl(rate.name) <= rate.ttl  # a lost TTL is set again
     finally:
@@ -174,3 +244,22 @@ async def test_gate_middleware_answers_busy_while_another_callback_holds_the_loc
     again = Ctx(inbound=inbound, services=services, now=services.clock.now(), trace=Trace())
     assert await gate(inbound, again, handler) == TextReply("done")
     assert calls == 1
+
+
+def test_memory_sweep_drops_expired_values_and_keeps_the_rewritten() -> None:
+    ticks = Ticks()
+    cache = MemoryCache(now=ticks)
+    short, long = Key("short", 10), Key("long", 100)
+    cache._store(short, "a")
+    cache._store(long, "b")
+    ticks.now += 5
+    cache._store(Key("again", 10), "c")
+    ticks.now += 6  # "short" has expired, "again" has not
+    cache._store(short, "d")  # stored again: its first expiry must not drop it
+    cache._sweep()
+    assert set(cache._values) == {"short", "long", "again"}
+    ticks.now += 1
+    cache._store(Key("later", 10), "e")
+    ticks.now += 9  # "again" and the rewritten "short" have expired; "later", "long" live
+    cache._sweep()
+    assert set(cache._values) == {"long", "later"}

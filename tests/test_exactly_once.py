@@ -12,6 +12,8 @@ from bot.context import Ctx
 from bot.filters import Keyword
 from bot.replies import Reply, TextReply
 from bot.routing import Router
+from storage.cache import Cache
+from storage.keys import KeyBuilder
 from storage.models import InboundEvent
 from tests.conftest import TEST_REDIS, AppMaker, base_config, make_settings
 from tests.fakes import FakeWall, ManualBudget, RecordingLateHook
@@ -109,6 +111,32 @@ async def test_late_handler_answers_success_then_hands_its_reply_on(
     assert await _recorded(client) == 1
     row = await InboundEvent.get()
     assert row.outcome == "late"
+
+
+async def test_the_sender_lock_is_free_after_a_reply_and_after_a_late_handler(
+    make_client: AppMaker,
+    wall: FakeWall,
+    budget: ManualBudget,
+    cache: Cache,
+    keys: KeyBuilder,
+    database: str,
+) -> None:
+    counting = CountingRouter()
+    settings = make_settings(base_config(database))
+    client = await make_client(settings, routers=(counting.router,))
+    lock = keys.member_lock("oa:brand:oMember1")
+    resp = await post_oa(client, settings, oa_text("签到"), timestamp=int(wall.now))
+    assert reply_fields(oa_crypto(settings), await resp.text())["Content"] == "run 1"
+    async with cache.lock(lock, 0.01):  # released together with the cached reply
+        pass
+    counting.release.clear()
+    post = asyncio.create_task(post_oa(client, settings, oa_text("签到"), timestamp=int(wall.now)))
+    await budget.waiting()
+    budget.fire()
+    assert await (await post).text() == "success"
+    counting.release.set()  # the late handler finishes and its gate releases the lock
+    async with cache.lock(lock, 2.0):
+        assert counting.runs == 2
 
 
 async def test_retry_of_a_late_callback_gets_success_and_no_second_run(

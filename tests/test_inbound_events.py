@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.appkeys import RECORDER
 from bot.cli import main
@@ -21,6 +24,16 @@ from tests.helpers import oa_text, post_oa
 def test_mask_mobiles() -> None:
     assert mask_mobiles("绑定手机 13800138000 ok") == "绑定手机 138****8000 ok"
     assert mask_mobiles("order 9913800138000123") == "order 9913800138000123"
+    assert mask_mobiles("113800138000 13800138000") == "113800138000 138****8000"
+    assert mask_mobiles("13800138000,15011112222") == "138****8000,150****2222"
+
+
+_SPEC = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")  # the rule, written plainly
+
+
+@given(st.text(alphabet="0123456789 1a号", max_size=60))
+def test_mask_mobiles_follows_the_plain_rule(text: str) -> None:
+    assert mask_mobiles(text) == _SPEC.sub(r"\1****\2", text)
 
 
 async def test_recorded_payload_masks_mobile_numbers(

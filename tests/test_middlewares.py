@@ -11,6 +11,8 @@ from bot.context import Ctx
 from bot.filters import Keyword
 from bot.replies import Reply, TextReply
 from bot.routing import Router
+from storage.cache import MemoryCache
+from storage.keys import Key
 from tests.conftest import AppMaker, base_config, make_settings
 from tests.fakes import FakeWall
 from tests.helpers import oa_crypto, oa_text, post_oa, reply_fields
@@ -103,3 +105,30 @@ async def test_healthz_and_metrics(make_client: AppMaker, wall: FakeWall, databa
     assert 'scrm_callbacks_total{kind="text",outcome="replied",platform="oa"} 2.0' in text
     assert 'scrm_dedupe_hits_total{platform="oa"} 1.0' in text
     assert "scrm_handler_seconds_bucket" in text
+
+
+class _CountingGets(MemoryCache):
+    """The in-process cache, counting reads of identity-cache keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.identity_gets = 0
+
+    async def get(self, key: Key) -> str | None:
+        if ":idm:" in key.name:
+            self.identity_gets += 1
+        return await super().get(key)
+
+
+async def test_the_gate_reads_the_identity_cache_for_the_member_middleware(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    cache = _CountingGets()
+    settings = make_settings(base_config(database))
+    client = await make_client(settings, cache=cache)
+    first = await post_oa(client, settings, oa_text("帮助", msg_id=1), timestamp=int(wall.now))
+    assert "可用指令" in reply_fields(oa_crypto(settings), await first.text())["Content"]
+    gets = cache.identity_gets  # first contact: the member is created and cached
+    again = await post_oa(client, settings, oa_text("帮助", msg_id=2), timestamp=int(wall.now))
+    assert "可用指令" in reply_fields(oa_crypto(settings), await again.text())["Content"]
+    assert cache.identity_gets == gets  # resolved from the value the admission read

@@ -17,6 +17,7 @@ from bot.services.signin import SignInResult, SignInService
 from handlers.signin import times
 from storage import db
 from storage.models import GrowthEntry, Member, PointsAllocation, PointsEntry, PointsLot, SignIn
+from storage.repos import signin_sqlite
 from storage.repos.points import UnknownMember
 from tests.conftest import AppMaker, base_config, make_settings
 from tests.fakes import FakeWall
@@ -25,6 +26,9 @@ from tests.helpers import oa_crypto, oa_text, post_oa, reply_fields
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 6, 10, 9, 0, tzinfo=SH)  # a Wednesday; the member day is the 8th
 _codes = itertools.count(1)
+
+
+BATCH_LOGGER = signin_sqlite.__name__  # logs the statements of a batch
 
 
 async def new_member(tier: str = "basic") -> int:
@@ -262,7 +266,10 @@ async def test_round_trips_of_the_common_case_and_of_a_repeat(
     service: SignInService, member: int, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await service.sign_in(member, T0)  # warm
-    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+    with (
+        caplog.at_level(logging.DEBUG, logger="tortoise.db_client"),
+        caplog.at_level(logging.DEBUG, logger=BATCH_LOGGER),
+    ):
         caplog.clear()
         signed = await service.sign_in(member, T0 + timedelta(days=1))
         signing = _statements(caplog)
@@ -278,7 +285,7 @@ async def test_round_trips_of_the_common_case_and_of_a_repeat(
 
 
 def _statements(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(1 for r in caplog.records if r.name == "tortoise.db_client")
+    return sum(1 for r in caplog.records if r.name in ("tortoise.db_client", BATCH_LOGGER))
 
 
 # --- through the callback --------------------------------------------------------------

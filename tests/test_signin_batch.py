@@ -18,6 +18,7 @@ from bot.services import points
 from bot.services.signin import SignInResult, SignInService
 from storage import db
 from storage.models import Member, PointsEntry, PointsLot, SignIn
+from storage.repos import signin_sqlite
 from storage.repos.group_commit import GroupCommit
 from storage.repos.points import UnknownMember
 
@@ -58,7 +59,10 @@ async def test_many_members_in_few_batches(
     service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     members = await new_members(450)  # more than two batches' cap
-    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+    with (
+        caplog.at_level(logging.DEBUG, logger="tortoise.db_client"),
+        caplog.at_level(logging.DEBUG, logger=signin_sqlite.__name__),  # the batches
+    ):
         caplog.clear()
         results = await together(service, [(m, T0) for m in members])
         inserts = sum(1 for r in caplog.records if "INSERT INTO sign_in" in r.getMessage())

@@ -8,7 +8,7 @@ from bot.context import MemberRef
 from bot.services.activity import ActivityRecorder
 from bot.wechat.inbound import Inbound
 from storage.cache import Cache
-from storage.keys import KeyBuilder
+from storage.keys import Key, KeyBuilder
 from storage.models import Member
 from storage.repos import members as repo
 
@@ -41,12 +41,29 @@ class MemberService:
         """(kind, app, value) of an OA sender: the openid under the account's AppID."""
         return OA_OPENID, self.settings.accounts[inbound.account].appid, inbound.sender
 
-    async def resolve(self, inbound: Inbound) -> MemberRef | None:
-        """The OA sender's member, created on first contact; None for non-members."""
+    def identity_key(self, inbound: Inbound) -> Key | None:
+        """The identity-cache key :meth:`resolve` reads for this sender (None: it reads none).
+
+        The sender gate reads it in the same cache round trip as its admission and hands
+        the value to :meth:`resolve` as ``cached``.
+        """
+        if inbound.platform != "oa" or not inbound.from_member:
+            return None
+        if inbound.account not in self.settings.accounts:
+            return None
+        return self.keys.identity(*self.oa_identity(inbound))
+
+    async def resolve(self, inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+        """The OA sender's member, created on first contact; None for non-members.
+
+        ``cached``: the sender's identity-cache value when already read (else it is read).
+        """
         if inbound.platform != "oa" or not inbound.from_member:
             return None
         identity = self.oa_identity(inbound)
-        member = await self._cached(identity) or await self._load(identity)
+        member = (
+            _ref(cached) if cached is not None else await self._cached(identity)
+        ) or await self._load(identity)
         is_message = not inbound.kind.startswith("event:")
         is_event = inbound.kind in WINDOW_EVENTS
         self.activity.touch(
@@ -56,10 +73,7 @@ class MemberService:
 
     async def _cached(self, identity: tuple[str, str, str]) -> MemberRef | None:
         value = await self.cache.get(self.keys.identity(*identity))
-        if value is None:
-            return None
-        member_id, _, code = value.partition(":")
-        return MemberRef(int(member_id), code)
+        return None if value is None else _ref(value)
 
     async def _load(self, identity: tuple[str, str, str]) -> MemberRef:
         row = await repo.find_by_identity(*identity)
@@ -75,3 +89,9 @@ class MemberService:
     async def get(self, member_id: int) -> Member | None:
         """The member row."""
         return await repo.member_summary(member_id)
+
+
+def _ref(value: str) -> MemberRef:
+    """A member from its identity-cache value, ``"<id>:<code>"``."""
+    member_id, _, code = value.partition(":")
+    return MemberRef(int(member_id), code)

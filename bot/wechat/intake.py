@@ -22,7 +22,7 @@ from bot.replies import NO_REPLY, Reply, render_reply
 from bot.routing import Dispatcher
 from bot.wechat.budget import ReplyBudget
 from bot.wechat.inbound import Inbound
-from storage.cache import Cache
+from storage.cache import Cache, Held
 from storage.keys import KeyBuilder
 from storage.repos.inbound import InboundRecord, InboundRecorder
 
@@ -46,12 +46,12 @@ class Deduper:
         self._inflight[key] = asyncio.get_running_loop().create_future()
         return True
 
-    async def finish(self, key: str, reply: str) -> None:
-        """Publish the reply given to the first delivery."""
+    async def finish(self, key: str, reply: str, release: Held | None = None) -> None:
+        """Publish the reply given to the first delivery (and release the sender's lock)."""
         future = self._inflight.pop(key, None)
         if future is not None and not future.done():
             future.set_result(reply)
-        await self.cache.put(self.keys.reply(key), reply)
+        await self.cache.put(self.keys.reply(key), reply, release)
 
     async def remember(self, key: str) -> None:
         """Mark a key seen (after a restart) with the empty reply."""
@@ -107,8 +107,9 @@ class Intake:
             self.metrics.dedupe_hits.labels(inbound.platform).inc()
             return await self.deduper.reply_for(key, self.budget)
         plain = SUCCESS
+        # The sender gate leaves the sender's lock to us: released with the reply below.
+        trace = Trace(hand_lock=True)
         try:
-            trace = Trace()
             task = asyncio.create_task(self._process(inbound, trace))
             # Let the task run its first step: most handlers finish without suspending, and
             # then no timer is needed at all.
@@ -120,7 +121,11 @@ class Intake:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
         finally:
-            await self.deduper.finish(key, plain)
+            # From here on a late handler's gate releases its own lock; one that already
+            # left it to us (the handler finished) has it released with the reply.
+            trace.hand_lock = False
+            held, trace.held = trace.held, None
+            await self.deduper.finish(key, plain, held)
         return plain
 
     async def replay(self, inbound: Inbound) -> Reply:

@@ -176,12 +176,12 @@ def _mark(template: str, postgres: bool) -> str:
 
 async def run(conn: BaseDBAsyncClient, template: str, params: list[object]) -> list[dict[str, Any]]:
     """Run a marked statement with as many parameters as it uses (both drivers insist)."""
-    sql, used = _prepared(template, conn.capabilities.dialect == "postgres")
+    sql, used = prepared(template, conn.capabilities.dialect == "postgres")
     return await conn.execute_query_dict(sql, params[:used])
 
 
 @functools.lru_cache(maxsize=64)
-def _prepared(template: str, postgres: bool) -> tuple[str, int]:
+def prepared(template: str, postgres: bool) -> tuple[str, int]:
     """The dialect's text and how many parameters it takes (memoised: the hot path)."""
     return _mark(template, postgres), max((int(n) for n in _MARK.findall(template)), default=0)
 
