@@ -31,6 +31,7 @@ from bot.config_program import (
     SignInSettings,
 )
 from bot.config_sms import SmsSettings
+from bot.config_wecom import ContactWayConfig, StaffSeed
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 AES_KEY_LENGTH = 43
@@ -98,8 +99,22 @@ class WeComSettings(_Section):
     token: str = Field(min_length=3, max_length=32)
     encoding_aes_key: str = Field(min_length=AES_KEY_LENGTH)
     previous_encoding_aes_key: str = ""
+    # State of a contact way (联系我) → its welcome template and channel; a State not
+    # listed gets ``default_welcome`` and the State itself as the channel.
+    contact_ways: dict[str, ContactWayConfig] = Field(default_factory=dict)
+    default_welcome: str = Field(default="wecom_welcome", pattern=r"^[a-z0-9_]+$")
+    # Staff who may use the agent's chat-ops (seeded into the Staff table on start).
+    staff: list[StaffSeed] = Field(default_factory=list)
 
     _aes = field_validator("encoding_aes_key", "previous_encoding_aes_key")(_check_aes_key)
+
+    @field_validator("staff")
+    @classmethod
+    def _unique_staff(cls, value: list[StaffSeed]) -> list[StaffSeed]:
+        ids = [s.userid for s in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("staff userids must be unique")
+        return value
 
 
 class ApiSettings(_Section):

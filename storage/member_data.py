@@ -87,12 +87,25 @@ CLASSIFIED: dict[str, MemberData] = {
         erase="anonymise",
         export=False,
     ),
+    "StaffCustomer": MemberData(
+        links=("member",),
+        merge="move",
+        personal=("remark", "description"),
+        erase="anonymise",
+    ),
+    "CustomerTag": MemberData(links=(), merge="follows", parent="StaffCustomer"),
+    "GroupMember": MemberData(
+        links=("member",), merge="move", personal=("group_nickname",), erase="anonymise"
+    ),
+    "CustomerTransfer": MemberData(links=("member",), merge="keep", export=False),
     # The audit trail keeps who did what; member ids appear in ``target`` as text.
     "AuditLog": MemberData(links=(), merge="keep", export=False),
 }
 
 # Models with no member data at all (tokens, tag library, staff, the reward catalogue).
-UNLINKED: frozenset[str] = frozenset({"PlatformToken", "TagGroup", "Tag", "Staff", "Reward"})
+UNLINKED: frozenset[str] = frozenset(
+    {"PlatformToken", "TagGroup", "Tag", "Staff", "Reward", "CustomerGroup", "ContactWay"}
+)
 
 _ID_COLUMNS = ("member_id", "merged_into_id", "referred_by_id")
 

@@ -21,6 +21,8 @@ from storage.models import (
     AuditLog,
     Consent,
     Coupon,
+    CustomerGroup,
+    GroupMember,
     GrowthEntry,
     Identity,
     Member,
@@ -32,6 +34,7 @@ from storage.models import (
     Redemption,
     Reward,
     SignIn,
+    StaffCustomer,
     Tag,
     TagGroup,
 )
@@ -281,6 +284,11 @@ async def test_every_movable_model_has_its_rows_moved(services: Services) -> Non
         "Coupon": lambda: Coupon.create(
             code="C1", member_id=merged, name="券", valid_from=T0, valid_to=LATER, created_at=T0
         ),
+        "StaffCustomer": lambda: StaffCustomer.create(
+            corp="ww1", staff_userid="zhangsan", external_userid="wmX", member_id=merged,
+            created_at=T0, updated_at=T0,
+        ),
+        "GroupMember": lambda: _group_member(merged),
     }  # fmt: skip
     movable = {name for name, data in CLASSIFIED.items() if data.merge == "move"}
     assert movable == set(made), "add a row factory for the new movable model"
@@ -550,3 +558,8 @@ async def test_spends_racing_a_merge_keep_the_ledger_exact(services: Services) -
     total = sum(m.points_balance for m in await Member.all())
     assert total == 200 - 10 * spent
     assert (await Member.get(id=merged)).status == "merged"
+
+
+async def _group_member(member_id: int) -> None:
+    group = await CustomerGroup.create(chat_id="wrChat1", updated_at=T0)
+    await GroupMember.create(group=group, userid="wmX", member_id=member_id, updated_at=T0)

@@ -29,11 +29,24 @@ from storage.models.points import (
     SignIn,
 )
 from storage.models.privacy import MergeRequest, PhoneVerification
+from storage.models.wecom import (
+    ContactWay,
+    CustomerGroup,
+    CustomerTag,
+    CustomerTransfer,
+    GroupMember,
+    StaffCustomer,
+)
 
 __all__ = [
     "AuditLog",
     "Consent",
+    "ContactWay",
     "Coupon",
+    "CustomerGroup",
+    "CustomerTag",
+    "CustomerTransfer",
+    "GroupMember",
     "GrowthEntry",
     "Identity",
     "InboundEvent",
@@ -53,6 +66,7 @@ __all__ = [
     "Reward",
     "SignIn",
     "Staff",
+    "StaffCustomer",
     "Tag",
     "TagGroup",
 ]
