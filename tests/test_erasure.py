@@ -145,9 +145,13 @@ async def test_erase_through_chat_leaves_no_personal_data(
     events = await InboundEvent.filter(member_id=member.id).values("sender", "payload")
     assert events
     assert all(e == {"sender": "", "payload": ""} for e in events)
-    # The ledger, consent history and the other member stay; totals reconcile.
-    assert await PointsEntry.filter(member_id=member.id).count() == entries
-    assert erased.points_balance == balance
+    # The ledger, consent history and the other member stay; totals reconcile. The points
+    # are forfeit by one keyed reversal, so the brand's liability no longer counts them.
+    assert balance > 0
+    assert await PointsEntry.filter(member_id=member.id).count() == entries + 1
+    forfeit = await PointsEntry.get(idempotency_key=f"erase:{member.id}:forfeit")
+    assert (forfeit.kind, forfeit.amount) == ("reverse", -balance)
+    assert erased.points_balance == 0
     assert await Consent.filter(member_id=member.id).exists()
     assert await points.reconcile() == []
     assert await Identity.filter(value=OTHER).exists()

@@ -15,12 +15,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.services import points
 from bot.services.pii import BadToken, MissingKey, MobileVault
 from storage.cache import Cache
 from storage.keys import KeyBuilder
 from storage.models import AuditLog, Member
 from storage.repos import audit_log
 from storage.repos import erasure as repo
+from storage.repos import points as points_repo
 from storage.timeutil import utc
 
 log = logging.getLogger("bot.erasure")
@@ -94,6 +96,7 @@ async def erase_member(
     for identity in erased.identities:
         await cache.delete(keys.identity(*identity))
     await repo.erase_again(member_id, erased.tokens)
+    await _forfeit(member_id, now)
     log.info("member erased", extra={"member_id": member_id})
     return ErasureResult(True, identities=len(erased.identities))
 
@@ -107,3 +110,20 @@ async def _plain_mobile(member_id: int, vault: MobileVault) -> list[str]:
         return [vault.decrypt(str(cipher[0]))]
     except (MissingKey, BadToken):
         return []
+
+
+async def _forfeit(member_id: int, now: datetime) -> None:
+    """The erased member's points are forfeit (the 注销 prompt says so): one keyed
+    reversal of the balance, so the brand's liability no longer counts them and the
+    ledger still reconciles. Debt, if any, stays on the record."""
+    totals = await points_repo.totals(member_id)
+    if totals is None or totals[0] <= 0:
+        return
+    await points.reverse(
+        member_id,
+        totals[0],
+        f"erase:{member_id}:forfeit",
+        now=now,
+        reason="erased",
+        source="erasure",
+    )
