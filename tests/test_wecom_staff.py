@@ -9,7 +9,7 @@ from bot.config_program import SecuritySettings
 from bot.services import wecom_tags
 from bot.services.pii import MobileVault
 from storage.models import AuditLog, CustomerTag, Member, Staff, Tag, TagGroup
-from tests.conftest import AppMaker, FakeServer
+from tests.conftest import AppMaker, FakeServer, api_headers
 from tests.fakes import FakeWall
 from tests.wecom_staff_support import (
     HMAC_KEY,
@@ -204,3 +204,52 @@ async def test_lookup_and_points_by_role(
     assert audit.target == f"member:{member.id}"
     reply = await say(client, settings, "查 AAAA1111", "boss", wall.now)
     assert "积分：50" in reply
+
+
+async def test_api_tags_with_and_without_relations(
+    make_client: AppMaker, database: str, fake: FakeServer, wall: FakeWall
+) -> None:
+    settings = staff_settings(database, fake)
+    client = await make_client(settings)
+    member, _ = await customer(fake, "AAAA1111", "wmA", remark="王女士")
+    await customer(fake, "AAAA1111", "wmA", staff="boss", remark="王")
+    lonely = await Member.create(code="LONE0001", created_at=member.created_at)
+    body = {"add": ["VIP"], "remove": []}
+    resp = await client.post(
+        "/api/members/AAAA1111/tags", json=body, headers=api_headers("integration")
+    )
+    assert resp.status == 403
+    resp = await client.post("/api/members/AAAA1111/tags", json=body, headers=api_headers("staff"))
+    assert resp.status == 200
+    out = await resp.json()
+    assert out["relations"] == 2
+    assert sorted(t["staff"] for t in out["tags"]) == ["boss", "zhangsan"]
+    assert {t["set_by"] for t in out["tags"]} == {"token:test-staff"}
+    assert sorted(m["userid"] for m in _calls(fake, "mark_tag")) == ["boss", "zhangsan"]
+    resp = await client.post(
+        "/api/members/LONE0001/tags", json=body, headers=api_headers("manager")
+    )
+    out = await resp.json()
+    assert (out["relations"], [(t["name"], t["source"]) for t in out["tags"]]) == (
+        0,
+        [("VIP", "local")],
+    )
+    assert len(_calls(fake, "mark_tag")) == 2
+    assert len(_calls(fake, "add_corp_tag")) == 1
+    resp = await client.get("/api/members/LONE0001/tags", headers=api_headers("staff"))
+    assert [t["name"] for t in (await resp.json())["tags"]] == ["VIP"]
+    remove = {"add": [], "remove": ["VIP"]}
+    resp = await client.post(
+        "/api/members/LONE0001/tags", json=remove, headers=api_headers("staff")
+    )
+    assert (await resp.json())["tags"] == []
+    audits = await AuditLog.filter(action="member.tags").order_by("id")
+    assert [a.target for a in audits] == [
+        f"member:{member.id}",
+        f"member:{lonely.id}",
+        f"member:{lonely.id}",
+    ]
+    resp = await client.get("/api/members/NOPE0000/tags", headers=api_headers("staff"))
+    assert resp.status == 404
+    resp = await client.post("/api/members/AAAA1111/tags", json={}, headers=api_headers("staff"))
+    assert (await resp.json())["error"] == "bad_tags"

@@ -139,11 +139,32 @@ async def mark(
     now: datetime,
 ) -> None:
     """mark_tag on the relation, then mirror it locally as CustomerTag rows."""
+    if await push(api, relation, add, remove):
+        await mirror(relation, add, remove, source=source, set_by=set_by, now=now)
+
+
+async def push(
+    api: CorpTagApi, relation: StaffCustomer, add: Sequence[Tag], remove: Sequence[Tag]
+) -> bool:
+    """mark_tag on the relation (False: nothing to change)."""
     add_ids = [t.wecom_tag_id for t in add if t.wecom_tag_id]
     remove_ids = [t.wecom_tag_id for t in remove if t.wecom_tag_id and t not in add]
     if not add_ids and not remove_ids:
-        return
+        return False
     await api.mark(relation.staff_userid, relation.external_userid, add_ids, remove_ids)
+    return True
+
+
+async def mirror(
+    relation: StaffCustomer,
+    add: Sequence[Tag],
+    remove: Sequence[Tag],
+    *,
+    source: str,
+    set_by: str,
+    now: datetime,
+) -> None:
+    """The relation's CustomerTag rows after a mark_tag (an existing row is kept)."""
     rows = [
         CustomerTag(
             relation_id=relation.id, tag_id=t.id, source=source, set_by=set_by, created_at=now
@@ -155,6 +176,21 @@ async def mark(
     drop = [t.id for t in remove if t not in add]
     if drop:
         await CustomerTag.filter(relation_id=relation.id, tag_id__in=drop).delete()
+
+
+async def mirror_local(
+    member_id: int, add: Sequence[Tag], remove: Sequence[Tag], *, set_by: str, now: datetime
+) -> None:
+    """Local MemberTag rows (source local) for a member no staff member has added."""
+    rows = [
+        MemberTag(member_id=member_id, tag_id=t.id, source="local", set_by=set_by, created_at=now)
+        for t in add
+    ]
+    if rows:
+        await MemberTag.bulk_create(rows, ignore_conflicts=True)
+    drop = [t.id for t in remove if t not in add]
+    if drop:
+        await MemberTag.filter(member_id=member_id, tag_id__in=drop).delete()
 
 
 async def member_tags(member_id: int) -> list[dict[str, Any]]:
