@@ -34,9 +34,9 @@ _TAG_OP = re.compile(r"^[+＋\-－]")
 @router.on(AgentText, Regex(r"标签\s+(?P<rest>.+)", re.S))
 async def tag_customer(event: AgentText, ctx: Ctx) -> Reply:
     """``标签 <customer> +VIP -潜在客户``: mark_tag on the acting staff member's relation."""
-    actor = await _actor(event, TAG_ROLES)
-    if actor is None:
-        return ctx.render("staff_refused")
+    actor = await staff_actor(event.from_user)
+    if actor is None or not may(actor, TAG_ROLES):
+        return _refused(ctx, actor)
     ref, add, remove = parse_tag_command(str(ctx.match["rest"]))
     if not ref or not (add or remove):
         return ctx.render("staff_lookup", outcome="usage", ref=ref, candidates=[])
@@ -64,9 +64,9 @@ async def tag_customer(event: AgentText, ctx: Ctx) -> Reply:
 @router.on(AgentText, Regex(r"查\s+(?P<ref>.+)", re.S))
 async def look_up(event: AgentText, ctx: Ctx) -> Reply:
     """``查 <customer>``: tier, points, last visit, tags and owner staff."""
-    actor = await _actor(event, LOOKUP_ROLES)
-    if actor is None:
-        return ctx.render("staff_refused")
+    actor = await staff_actor(event.from_user)
+    if actor is None or not may(actor, LOOKUP_ROLES):
+        return _refused(ctx, actor)
     ref, vault = str(ctx.match["ref"]).strip(), _vault(ctx)
     found = await find_customers(event.from_user, ref, vault)
     if len(found) != 1:
@@ -89,9 +89,9 @@ async def look_up(event: AgentText, ctx: Ctx) -> Reply:
 async def add_points(event: AgentText, ctx: Ctx) -> Reply:
     """``加积分 <customer> <n> <reason>`` (managers): the operator adjustment, audited
     with actor ``staff:<userid>``; the callback's key makes a retried callback a no-op."""
-    actor = await _actor(event, POINTS_ROLES)
-    if actor is None:
-        return ctx.render("staff_refused")
+    actor = await staff_actor(event.from_user)
+    if actor is None or not may(actor, POINTS_ROLES):
+        return _refused(ctx, actor)
     ref, vault = str(ctx.match["ref"]), _vault(ctx)
     delta, reason = int(ctx.match["n"]), str(ctx.match["reason"]).strip()[:128]
     if delta == 0 or abs(delta) > MAX_POINTS:
@@ -131,9 +131,9 @@ def parse_tag_command(text: str) -> tuple[str, list[str], list[str]]:
     return " ".join(words), add, remove
 
 
-async def _actor(event: AgentText, allowed: tuple[str, ...]) -> Actor | None:
-    actor = await staff_actor(event.from_user)
-    return actor if actor is not None and may(actor, allowed) else None
+def _refused(ctx: Ctx, actor: Actor | None) -> Reply:
+    """Unregistered (or inactive) staff, or a role the command does not allow."""
+    return ctx.render("staff_refused", registered=actor is not None)
 
 
 def _vault(ctx: Ctx) -> MobileVault:

@@ -194,7 +194,7 @@ async def test_lookup_and_points_by_role(
     assert "积分：0" in reply
     assert "zhangsan" in reply
     reply = await say(client, settings, "加积分 AAAA1111 50 到店补录", "zhangsan", wall.now)
-    assert "无法使用" in reply
+    assert "角色不能使用" in reply
     assert (await Member.get(id=member.id)).points_balance == 0
     reply = await say(client, settings, "加积分 AAAA1111 50 到店补录", "boss", wall.now)
     assert "50" in reply
