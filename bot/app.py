@@ -89,6 +89,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     if ov.manage_db:
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_rewards)
+    app.cleanup_ctx.append(_staff_roster)
     app.cleanup_ctx.append(_cache_and_recorder)
     app.cleanup_ctx.append(_clients)
     app.cleanup_ctx.append(_background)
@@ -211,6 +212,16 @@ async def _rewards(app: web.Application) -> AsyncIterator[None]:
     # [[rewards]] upserted by code once the database is open (stock only on creation).
     services = app[SERVICES]
     await services.mall.sync_config(services.clock.now())
+    yield
+
+
+async def _staff_roster(app: web.Application) -> AsyncIterator[None]:
+    # [[wecom.staff]] upserted into Staff once the database is open; others go inactive.
+    from bot.services.staff import seed_staff
+
+    wecom = app[SERVICES].settings.wecom
+    if wecom is not None:
+        await seed_staff(wecom.staff)
     yield
 
 

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _orders_parser(sub)
     _oa_parser(sub)
     _coupons_parser(sub)
+    _wecom_tags_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -185,6 +186,14 @@ def _oa_parser(sub: Any) -> None:
     publish.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
 
 
+def _wecom_tags_parser(sub: Any) -> None:
+    wecom = sub.choices.get("wecom") or sub.add_parser("wecom", help="WeCom set-up and sync")
+    if not any(isinstance(a, argparse._SubParsersAction) for a in wecom._actions):
+        wecom.add_subparsers(dest="wecom_command", required=True, parser_class=_Parser)
+    cmd = next(a for a in wecom._actions if isinstance(a, argparse._SubParsersAction))
+    cmd.add_parser("sync-tags", help="mirror the corp tag library into the database")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -245,6 +254,10 @@ def _run(args: argparse.Namespace) -> int:
         from bot import cli_orders
 
         return _async(_with_db(settings, cli_orders.import_orders(settings, args)))
+    if args.command == "wecom" and args.wecom_command == "sync-tags":
+        from bot import cli_wecom_tags
+
+        return _async(_with_db(settings, cli_wecom_tags.sync_tags(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

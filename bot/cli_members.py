@@ -64,6 +64,7 @@ def render(profile: member_profile.Profile, tz: ZoneInfo) -> list[str]:
         *_section("ledger (latest 20)", [_entry(e, tz) for e in profile.entries]),
         *_section("open lots", [_lot(lot, tz) for lot in profile.lots]),
         *_section("tags", [_tag(t) for t in profile.tags]),
+        *_section("staff tags (WeCom)", [_staff_tag(t) for t in profile.all_tags if t["staff"]]),
         *_section("consent", [_consent(c, tz) for c in profile.consents]),
         *_section(_orders_title(profile.order_totals), [_order(o, tz) for o in profile.orders]),
         *_section("refunds", [_refund(r, tz) for r in profile.refunds]),
@@ -177,6 +178,11 @@ def _lot(row: dict[str, Any], tz: ZoneInfo) -> str:
 def _tag(row: dict[str, Any]) -> str:
     by = f" by {row['set_by']}" if row["set_by"] else ""
     return f"{row['tag__group__name']}/{row['tag__name']}  ({row['source']}{by})"
+
+
+def _staff_tag(row: dict[str, Any]) -> str:
+    by = f" by {row['set_by']}" if row["set_by"] else ""
+    return f"{row['group']}/{row['name']}  ({row['source']}{by}, on {row['staff']})"
 
 
 def _consent(row: dict[str, Any], tz: ZoneInfo) -> str:

@@ -105,6 +105,8 @@ class WeComSettings(_Section):
     default_welcome: str = Field(default="wecom_welcome", pattern=r"^[a-z0-9_]+$")
     # Staff who may use the agent's chat-ops (seeded into the Staff table on start).
     staff: list[StaffSeed] = Field(default_factory=list)
+    # The corp tag group that tags staff name in the agent chat (标签) are created in.
+    tag_group: str = Field(default="SCRM", min_length=1, max_length=30)
 
     _aes = field_validator("encoding_aes_key", "previous_encoding_aes_key")(_check_aes_key)
 

@@ -17,10 +17,14 @@ from handlers import (
     points,
     signin,
     tier,
+    wecom_staff,
+    wecom_tags,
 )
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
+    wecom_tags.router,
+    wecom_staff.router,
     signin.router,
     help.router,
     points.router,

@@ -20,6 +20,7 @@ from bot.admin.openapi import build_document
 MODULES: tuple[str, ...] = (
     "bot.admin.audit",
     "bot.admin.members",
+    "bot.admin.member_tags",
     "bot.admin.orders",
     "bot.admin.rewards",
     "bot.admin.coupons",

@@ -17,6 +17,7 @@ _ERRORS = {
     "409": "conflicts with the current state (the code says how)",
     "415": "the body is not application/json",
     "422": "the request failed validation (details list each field)",
+    "502": "the WeCom platform refused the change or did not answer",
 }
 
 

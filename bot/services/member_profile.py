@@ -7,10 +7,10 @@ rows other services write (orders, refunds, redemptions, coupons).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bot.services import mobile
+from bot.services import mobile, wecom_tags
 from bot.services.pii import BadToken, InvalidMobile, MissingKey, MobileVault, normalize
 from storage.models import Member
 from storage.repos import member_story, member_view
@@ -37,6 +37,8 @@ class Profile:
     refunds: list[dict[str, Any]]
     redemptions: list[dict[str, Any]]
     coupons: list[dict[str, Any]]
+    # Every tag the member carries: corp tags on active staff relations, then local ones.
+    all_tags: list[dict[str, Any]] = field(default_factory=list)
 
 
 def is_mobile(ref: str) -> bool:
@@ -95,4 +97,5 @@ async def load(member: Member, vault: MobileVault) -> Profile:
         refunds=await member_story.refunds(member.id, STORY_LINES),
         redemptions=await member_story.redemptions(member.id, STORY_LINES),
         coupons=await member_story.coupons(member.id, STORY_LINES),
+        all_tags=await wecom_tags.member_tags(member.id),
     )
