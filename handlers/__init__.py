@@ -17,6 +17,7 @@ from handlers import (
     points,
     signin,
     tier,
+    wecom_customers,
 )
 
 ROUTERS: tuple[Router, ...] = (
@@ -32,5 +33,6 @@ ROUTERS: tuple[Router, ...] = (
     consent.router,
     erase.router,
     dev.router,
+    wecom_customers.router,
     fallback.router,
 )
