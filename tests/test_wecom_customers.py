@@ -405,3 +405,44 @@ def test_a_missing_welcome_template_is_a_config_error(database: str) -> None:
     raw["wecom"]["default_welcome"] = "missing_default"
     with pytest.raises(ConfigError, match=r"wecom\.default_welcome"):
         build_services(make_settings(raw))
+
+
+async def test_simulator_add_customer_prints_the_store_welcome(
+    database: str, aiohttp_server: Any
+) -> None:
+    import aiohttp
+
+    from bot.app import Overrides, create_app
+    from bot.devtools.simulator import Identity as SimIdentity
+    from bot.devtools.simulator import Simulator
+    from tests.fakes import ManualBudget
+    from tests.test_simulator import _demo_settings, _free_port
+
+    port = _free_port()
+    demo = _demo_settings(database, port)
+    assert demo.wecom is not None
+    ways = {"store_01": {"welcome": "wecom_welcome_store", "channel": "store"}}
+    settings = make_settings(
+        demo.model_dump(mode="json"), wecom={**demo.wecom.model_dump(), "contact_ways": ways}
+    )
+    budget = ManualBudget()
+    app = create_app(settings, Overrides(manage_db=False, budget=budget, run_sender=True))
+    await aiohttp_server(app, port=port)
+    lines: list[str] = []
+    budget.fire()
+    async with aiohttp.ClientSession() as session:
+        sim = Simulator(
+            settings,
+            f"http://127.0.0.1:{port}",
+            SimIdentity("brand", "", True, "zhangsan"),
+            session,
+            lines.append,
+            late_wait=2,
+            settle=2,
+        )
+        await sim.start()
+        await sim.handle("/add-customer wmSimGuest --state store_01")
+    text = "\n".join(lines)
+    assert f"(欢迎语) < {STORE_TEXT}" in text
+    relation = await _relation("wmSimGuest")
+    assert (relation.welcome, relation.state) == ("sent", "store_01")
