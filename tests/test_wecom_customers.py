@@ -446,3 +446,28 @@ async def test_simulator_add_customer_prints_the_store_welcome(
     assert f"(欢迎语) < {STORE_TEXT}" in text
     relation = await _relation("wmSimGuest")
     assert (relation.welcome, relation.state) == ("sent", "store_01")
+
+
+async def test_a_refused_merge_leaves_the_members_separate_with_a_log_line(
+    make_client: AppMaker,
+    wall: FakeWall,
+    fake: FakeServer,
+    wecom_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await make_client(wecom_settings)
+    now = _services(client).clock.now()
+    oa = await members_repo.create_with_identity("oa_openid", OA_APPID, "oUser1", now=now)
+    await Identity.create(kind="unionid", app="", value="uUnion1", member_id=oa.id, created_at=now)
+    corp = _corp(wecom_settings)
+    known = await members_repo.create_with_identity("wecom_external_userid", corp, "wmCust1", now)
+    # both hold a different mobile number: the merge engine refuses
+    await Member.filter(id=oa.id).update(mobile_hash="hash-a")
+    await Member.filter(id=known.id).update(mobile_hash="hash-b")
+    with caplog.at_level("INFO", logger="bot.wecom.customers"):
+        await _add(client, wecom_settings, fake, wall, "wmCust1")
+        await _services(client).background.idle()
+    assert "merge refused" in caplog.text
+    assert (await _relation("wmCust1")).member_id == known.id  # type: ignore[attr-defined]
+    assert await Member.filter(id__in=[oa.id, known.id], status="active").count() == 2
+    assert len(_welcomes(fake, "wmCust1")) == 1
