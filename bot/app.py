@@ -42,6 +42,7 @@ from bot.services.referrals import ReferralService
 from bot.services.signin import SignInService
 from bot.services.sms import SmsSender, make_sms_sender
 from bot.services.tiers import TierService
+from bot.services.wecom_customers import check_welcome_templates
 from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
@@ -104,6 +105,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
 def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     """The long-lived collaborators (also used by CLI commands and the worker)."""
     ov = ov or Overrides()
+    check_welcome_templates(settings)
     wall = ov.wall or WallClock()
     clock = ov.clock or BusinessClock(settings.tz, allow_offset=settings.dev.time_travel)
     cache = ov.cache or make_cache(settings.redis.url)

@@ -17,6 +17,7 @@ from handlers import (
     points,
     signin,
     tier,
+    wecom_customers,
     wecom_staff,
     wecom_tags,
 )
@@ -36,5 +37,6 @@ ROUTERS: tuple[Router, ...] = (
     consent.router,
     erase.router,
     dev.router,
+    wecom_customers.router,
     fallback.router,
 )
