@@ -17,6 +17,7 @@ from handlers import (
     points,
     signin,
     tier,
+    wecom_groups,
 )
 
 ROUTERS: tuple[Router, ...] = (
@@ -31,6 +32,7 @@ ROUTERS: tuple[Router, ...] = (
     phone.router,
     consent.router,
     erase.router,
+    wecom_groups.router,
     dev.router,
     fallback.router,
 )
