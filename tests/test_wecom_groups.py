@@ -78,7 +78,8 @@ async def test_create_update_dismiss_keep_the_roster(
     assert set(roster) == {"zhangsan", "wmCust1", "wmCust2"}
     assert roster["wmCust1"][4] == member.id  # linked through the known external userid
     assert roster["wmCust2"][4] is None
-    assert roster["wmCust1"][1] == 3 and roster["zhangsan"][0] == 1
+    assert roster["wmCust1"][1] == 3
+    assert roster["zhangsan"][0] == 1
 
     # a customer joins and another leaves: the fake changes, the events say so
     chat = fake.platform.corp().group_chats[GROUP_CHAT]
@@ -91,8 +92,10 @@ async def test_create_update_dismiss_keep_the_roster(
     delete = update_extra("del_member", "2", "3", ("wmCust2",), quit=1)
     await _post(client, fake_settings, chat_event("update", t + 6, delete), wall)
     roster = await _roster()
-    assert roster["wmCust3"][2] is None and roster["wmCust3"][1] == 1
-    assert roster["wmCust2"][2] is not None and roster["wmCust2"][3] == 1
+    assert roster["wmCust3"][2] is None
+    assert roster["wmCust3"][1] == 1
+    assert roster["wmCust2"][2] is not None
+    assert roster["wmCust2"][3] == 1
     assert roster["wmCust1"][2] is None
     group = await CustomerGroup.get(chat_id=GROUP_CHAT)
     assert (group.member_version, group.name, group.notice) == ("3", "会员群", "新公告")
@@ -107,7 +110,8 @@ async def test_create_update_dismiss_keep_the_roster(
 
     await _post(client, fake_settings, chat_event("dismiss", t + 9), wall)
     group = await CustomerGroup.get(chat_id=GROUP_CHAT)
-    assert group.status == "dismissed" and group.dismissed_at is not None
+    assert group.status == "dismissed"
+    assert group.dismissed_at is not None
     dismissed = await _snapshot()
     await _post(client, fake_settings, chat_event("dismiss", t + 9), wall)
     assert await _snapshot() == dismissed
