@@ -155,6 +155,25 @@ async def test_transfer_success_and_refusal(services: Services, fake: FakeServer
     assert set(fake.platform.corp().customers["wmCust1"].follows) == {"lisi"}
 
 
+async def test_a_rerun_while_waiting_asks_again_for_nobody(
+    services: Services, fake: FakeServer
+) -> None:
+    await wecom_sync.sync_customers(services)
+
+    async def sleep(seconds: float) -> None:
+        fake.platform.advance(86_400)
+
+    first = await wecom_handover.transfer_customers(
+        services, "zhangsan", "lisi", sleep=sleep, max_polls=0
+    )
+    assert (first.requested, first.polls) == (2, 0)
+    assert await CustomerTransfer.filter(status="waiting").count() == 2
+    again = await wecom_handover.transfer_customers(services, "zhangsan", "lisi", sleep=sleep)
+    assert (again.requested, again.success, again.polls) == (0, 2, 1)
+    assert await CustomerTransfer.all().count() == 2
+    assert await StaffCustomer.filter(staff_userid="lisi", status="active").count() == 3
+
+
 async def test_transfer_of_a_customer_not_on_the_platform_fails_at_once(
     services: Services, wall: FakeWall
 ) -> None:

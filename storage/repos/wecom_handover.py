@@ -34,9 +34,10 @@ _KEEP = ("id", "external_userid", "member_id", "remark", "description", "add_way
 
 
 async def active_customers(corp: str, staff: str) -> list[dict[str, Any]]:
-    """The staff member's active relations (id, external_userid, member_id…), oldest first."""
+    """The staff member's active relations not already waiting on a transfer, oldest first."""
     return list(
         await StaffCustomer.filter(corp=corp, staff_userid=staff, status="active")
+        .exclude(transfer_status="waiting")
         .order_by("id")
         .values(*_KEEP)
     )
