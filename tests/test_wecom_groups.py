@@ -88,7 +88,7 @@ async def test_create_update_dismiss_keep_the_roster(
     add = update_extra("add_member", "1", "2", ("wmCust3",))
     await _post(client, fake_settings, chat_event("update", t + 5, add), wall)
     chat.members = [m for m in chat.members if m.userid != "wmCust2"]
-    chat.member_version, chat.name, chat.notice = "3", "会员群", "新公告"
+    chat.member_version, chat.name, chat.notice, chat.owner = "3", "会员群", "新公告", "lisi"
     delete = update_extra("del_member", "2", "3", ("wmCust2",), quit=1)
     await _post(client, fake_settings, chat_event("update", t + 6, delete), wall)
     roster = await _roster()
@@ -99,6 +99,7 @@ async def test_create_update_dismiss_keep_the_roster(
     assert roster["wmCust1"][2] is None
     group = await CustomerGroup.get(chat_id=GROUP_CHAT)
     assert (group.member_version, group.name, group.notice) == ("3", "会员群", "新公告")
+    assert group.owner_userid == "lisi"
 
     # replays (WeCom retries, or an operator replay) change nothing more
     before = await _snapshot()
