@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _members_parser(sub)
     _orders_parser(sub)
     _oa_parser(sub)
+    _wecom_parser(sub)
     _coupons_parser(sub)
     _wecom_tags_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
@@ -176,6 +177,31 @@ def _batch_size(text: str) -> int:
     return int(text)
 
 
+def _wecom_parser(sub: Any) -> None:
+    wecom = sub.add_parser("wecom", help="WeCom: sync, contact ways, handover, staff report")
+    cmd = wecom.add_subparsers(dest="wecom_command", required=True, parser_class=_Parser)
+    # sync-groups, sync-customers (J)
+    cmd.add_parser("sync-groups", help="every customer group and its roster (idempotent)")
+    cmd.add_parser("sync-customers", help="every staff member's customers (idempotent)")
+    # contact-way create (J)
+    way = cmd.add_parser("contact-way", help="联系我 QR codes")
+    way_cmd = way.add_subparsers(dest="way_command", required=True, parser_class=_Parser)
+    create = way_cmd.add_parser("create", help="a QR code carrying a State (audited)")
+    create.add_argument("--state", required=True, help="the State (at most 30 characters)")
+    create.add_argument("--staff", required=True, action="append", help="staff userid (repeat)")
+    create.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+    # transfer (J)
+    transfer = cmd.add_parser("transfer", help="hand customers over (在职/离职继承, audited)")
+    transfer.add_argument("--from", dest="from_staff", required=True, help="handover userid")
+    transfer.add_argument("--to", dest="to_staff", required=True, help="takeover userid")
+    transfer.add_argument("--resigned", action="store_true", help="离职继承 (staff has left)")
+    transfer.add_argument("--interval", type=float, default=60.0, help="poll every N seconds")
+    transfer.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+    # staff-report (J)
+    report = cmd.add_parser("staff-report", help="customers, adds, removals per day per staff")
+    report.add_argument("--days", type=int, default=7, help="days back, today included")
+
+
 def _oa_parser(sub: Any) -> None:
     oa = sub.add_parser("oa", help="Official Account set-up")
     cmd = oa.add_subparsers(dest="oa_command", required=True, parser_class=_Parser)
@@ -258,6 +284,14 @@ def _run(args: argparse.Namespace) -> int:
         from bot import cli_wecom_tags
 
         return _async(_with_db(settings, cli_wecom_tags.sync_tags(settings, args)))
+    if args.command == "wecom":
+        from bot import cli_wecom
+
+        name = "contact_way" if args.wecom_command == "contact-way" else args.wecom_command
+        wecom_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_wecom, f"{name.replace('-', '_')}_wecom"
+        )
+        return _async(_with_db(settings, wecom_command(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

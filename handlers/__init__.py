@@ -18,6 +18,7 @@ from handlers import (
     signin,
     tier,
     wecom_customers,
+    wecom_groups,
     wecom_staff,
     wecom_tags,
 )
@@ -36,6 +37,7 @@ ROUTERS: tuple[Router, ...] = (
     phone.router,
     consent.router,
     erase.router,
+    wecom_groups.router,
     dev.router,
     wecom_customers.router,
     fallback.router,

@@ -145,6 +145,7 @@ class Transfer:
     external_userid: str
     created_at: float
     done: bool = False
+    result: int = 1  # once done: 1 taken over, 3 the customer refused, 4 takeover at its limit
 
 
 @dataclass
@@ -163,6 +164,9 @@ class CorpState:
     group_chats: dict[str, GroupChat] = field(default_factory=dict)
     contact_ways: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
+    # external_userid → the transfer_result status its next handover ends with (3 refused,
+    # 4 the takeover staff member is at the customer limit); absent: taken over.
+    transfer_outcomes: dict[str, int] = field(default_factory=dict)
     group_msg_cap: int = 1
     next_id: int = 1
 

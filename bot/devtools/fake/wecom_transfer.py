@@ -57,6 +57,9 @@ def settle_transfers(corp: CorpState, now: float) -> None:
         if item.done or now < item.created_at + TAKEOVER_AFTER:
             continue
         item.done = True
+        item.result = corp.transfer_outcomes.pop(item.external_userid, DONE)
+        if item.result != DONE:
+            continue  # refused, or the takeover is full: the customer stays
         customer = corp.customers.get(item.external_userid)
         old = customer.follows.pop(item.handover, None) if customer is not None else None
         if customer is None or old is None or item.takeover in customer.follows:
@@ -67,7 +70,8 @@ def settle_transfers(corp: CorpState, now: float) -> None:
 
 
 def transfer_result(p: FakePlatform, req: ApiRequest) -> Json:
-    """POST transfer_result: status 1 taken over, 2 waiting (with the takeover time)."""
+    """POST transfer_result: status 1 taken over, 2 waiting (with the takeover time), 3 the
+    customer refused, 4 the takeover staff member has too many customers."""
     corp, body = p.corp_of(req), req.body
     handover, takeover = body.need("handover_userid"), body.need("takeover_userid")
     rows = [t for t in corp.transfers if (t.handover, t.takeover) == (handover, takeover)]
@@ -75,7 +79,7 @@ def transfer_result(p: FakePlatform, req: ApiRequest) -> Json:
     customers = [
         {
             "external_userid": t.external_userid,
-            "status": DONE if t.done else WAITING,
+            "status": t.result if t.done else WAITING,
             "takeover_time": int(t.created_at + TAKEOVER_AFTER),
         }
         for t in chunk
