@@ -240,3 +240,23 @@ async def test_staff_report_figures(services: Services, wall: FakeWall) -> None:
     assert figures[(2, "lisi")] == (1, 0, 0, 0, 0)
     assert figures[(1, "lisi")] == (1, 1, 0, 0, 0)
     assert figures[(0, "lisi")] == (0, 0, 0, 1, 0)
+
+
+async def test_sync_customers_links_a_member_the_event_left_without_its_unionid(
+    services: Services, wall: FakeWall
+) -> None:
+    """The add event recorded wmCust1 as a member of its own, but its contact fetch never
+    ran (the process died): the sync merges it into the OA member holding the unionid."""
+    now = datetime.fromtimestamp(wall.now, UTC)
+    oa = await Member.create(code="OAMEMBER", created_at=now, last_active_at=now)
+    await Identity.create(kind="unionid", app="", value="uUnion1", member=oa, created_at=now)
+    early = await Member.create(code="WECOM001", created_at=now)
+    corp = _corp(services)
+    await Identity.create(kind=EXTERNAL, app=corp, value="wmCust1", member=early, created_at=now)
+
+    await wecom_sync.sync_customers(services)
+    ident = await Identity.get(kind=EXTERNAL, app=corp, value="wmCust1")
+    assert ident.member_id == oa.id  # type: ignore[attr-defined]
+    assert (await Member.get(id=early.id)).status == "merged"
+    relation = await StaffCustomer.get(staff_userid="zhangsan", external_userid="wmCust1")
+    assert relation.member_id == oa.id  # type: ignore[attr-defined]

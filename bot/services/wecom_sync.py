@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from bot.services import wecom_customers
+from storage.repos import members as members_repo
 from storage.repos import wecom_sync as repo
+from storage.repos.wecom_sync import EXTERNAL
 
 if TYPE_CHECKING:
     from bot.context import Services
@@ -58,9 +61,10 @@ async def sync_customers(
                     continue
                 now = services.clock.now()
                 channel = _channel(services, str(follow.get("state", "")))
-                member_id = await repo.bind_customer(
-                    wecom.corp_id, ext, str(contact.get("unionid", "")), now, channel
-                )
+                unionid = str(contact.get("unionid", ""))
+                member_id = await repo.bind_customer(wecom.corp_id, ext, unionid, now, channel)
+                if unionid:  # a member met by an event whose contact fetch never ran
+                    member_id = await _linked(services, wecom.corp_id, ext, member_id, unionid)
                 change = await repo.upsert_relation(wecom.corp_id, member_id, follow, ext, now)
                 relations += 1
                 created += change.created
@@ -77,3 +81,15 @@ async def sync_customers(
 def _progress(stream: TextIO | None, done: int, every: int = 100) -> None:
     if stream is not None and (done % every == 0 or stream.isatty()):
         print(f"\r  {done:,} relations", end="", file=stream, flush=True)
+
+
+async def _linked(
+    services: Services, corp: str, external: str, member_id: int, unionid: str
+) -> int:
+    """ONE-ID as the add-contact event does it (``wecom_customers.link_unionid``): the
+    member gets the unionid, or is merged into the member holding it; the member now."""
+    outcome = await wecom_customers.link_unionid(services, member_id, unionid, services.clock.now())
+    if outcome != "merged":
+        return member_id
+    found = await members_repo.find_by_identity(EXTERNAL, corp, external)
+    return found.id if found is not None else member_id
