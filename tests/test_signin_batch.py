@@ -112,8 +112,10 @@ async def test_a_member_with_debt_takes_the_ledgers_path_beside_a_batch(
     await points.reverse(indebted, 3, "refund:o1", now=T0, reason="refund", source="order")
     calls = [(indebted, T0), *((m, T0) for m in others), (indebted, T0)]
     results = await together(service, calls)
-    assert (results[0].signed, results[0].points, results[0].balance) == (True, 5, 2)
-    assert (results[-1].signed, results[-1].points, results[-1].balance) == (False, 0, 2)
+    mine = sorted((r.signed, r.points, r.balance) for r in (results[0], results[-1]))
+    assert mine == [(False, 0, 2), (True, 5, 2)]  # on PostgreSQL either of the two may win
+    if db.is_sqlite(database):
+        assert results[0].signed
     assert all(r.signed and r.balance == 5 for r in results[1:-1])
     assert (await Member.get(id=indebted)).points_debt == 0
     await assert_one_award_per_member_day([indebted, *others])
