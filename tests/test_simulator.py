@@ -161,3 +161,13 @@ def test_replies_are_described_as_a_member_sees_them() -> None:
     image = {"MsgType": "image", "Image": {"MediaId": "M1"}}
     assert describe_reply(image) == "[图片 image] media_id=M1"
     assert describe_reply({"MsgType": "transfer_customer_service"}) == "[transfer_customer_service]"
+
+
+def test_subscribe_takes_a_scene_and_a_unionid() -> None:
+    from bot.devtools.simulator import SimulatorError, _subscribe_args
+
+    assert _subscribe_args([]) == ("", "")
+    assert _subscribe_args(["ref_AB12"]) == ("ref_AB12", "")
+    assert _subscribe_args(["--unionid", "u1", "store_01"]) == ("store_01", "u1")
+    with pytest.raises(SimulatorError):
+        _subscribe_args(["--unionid"])

@@ -29,6 +29,9 @@ def _add_parser() -> _Args:
     parser.add_argument("external_userid")
     parser.add_argument("--state", default="")
     parser.add_argument("--half", action="store_true")
+    parser.add_argument("--name", default="")
+    parser.add_argument("--remark", default="")
+    parser.add_argument("--unionid", default="")
     return parser
 
 
@@ -42,6 +45,11 @@ async def contact_event(sim: Simulator, name: str, args: list[str]) -> str:
     staff, now = sim.who.staff, sim.now()
     if name == "/add-customer":
         opts = _add_parser().parse_args(args)
+        # The platform must know the customer for externalcontact/get to describe them.
+        follow = {"userid": staff, "remark": opts.remark, "state": opts.state, "add_way": 1}
+        customer = {"external_userid": opts.external_userid, "follow_user": [follow]}
+        customer |= {"name": opts.name or opts.external_userid, "unionid": opts.unionid}
+        await sim.control("customers", customer)
         minted = await sim.control(
             "welcome_code", {"userid": staff, "external_userid": opts.external_userid}
         )

@@ -30,9 +30,10 @@ from bot.wechat.xml import BadPayload, parse_xml
 Print = Callable[[str], None]
 HELP = """指令 / commands:
   任意文字          发送文本消息 (send a text)
-  /subscribe [scene] /unsubscribe /scan SCENE /click KEY /location LAT LNG
+  /subscribe [scene] [--unionid U] /unsubscribe /scan SCENE /click KEY /location LAT LNG
   /time +1d | /time -2h | /time reset     move the server's business clock (dev only)
-  WeCom (--wecom --staff ID): /add-customer EXT [--state S] [--half]
+  WeCom (--wecom --staff ID): /add-customer EXT [--state S] [--half] [--name N]
+        [--remark R] [--unionid U]
         /edit-customer EXT  /del-customer EXT  /del-follow EXT
   /quit"""
 
@@ -145,7 +146,11 @@ class Simulator:
             return await contact_event(self, name, args), ""
         to, me, now = self._to(), self.who.openid, self.now()
         if name == "/subscribe":
-            return ev.oa_subscribe(to, me, now, args[0] if args else ""), "subscribe"
+            scene, unionid = _subscribe_args(args)
+            if unionid:  # the platform knows the follower's unionid (user-info API)
+                appid = self.settings.accounts[self.who.account].appid
+                await self.control("users", {"appid": appid, "openid": me, "unionid": unionid})
+            return ev.oa_subscribe(to, me, now, scene), "subscribe"
         if name == "/unsubscribe":
             return ev.oa_event(to, me, now, "unsubscribe", ("EventKey", "")), ""
         if name == "/scan" and args:
@@ -359,3 +364,17 @@ async def _interactive(sim: Simulator) -> int:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line or not await sim.handle(line):
             return 0
+
+
+def _subscribe_args(args: list[str]) -> tuple[str, str]:
+    """``/subscribe [scene] [--unionid U]`` → (scene, unionid)."""
+    scene, unionid, rest = "", "", list(args)
+    while rest:
+        word = rest.pop(0)
+        if word == "--unionid":
+            if not rest:
+                raise SimulatorError("--unionid needs a value")
+            unionid = rest.pop(0)
+        else:
+            scene = word
+    return scene, unionid
