@@ -76,7 +76,7 @@ async def look_up(event: AgentText, ctx: Ctx) -> Reply:
     return ctx.render(
         "staff_customer",
         customer=_label(found[0], vault),
-        tier=member.tier,
+        tier=ctx.services.settings.membership.tier(member.tier).name,
         points=member.points_balance,
         debt=member.points_debt,
         last_visit=last.astimezone(ctx.services.clock.tz).strftime("%Y-%m-%d") if last else "",

@@ -190,7 +190,7 @@ async def test_lookup_and_points_by_role(
     client = await make_client(settings)
     member, _ = await customer(fake, "AAAA1111", "wmA", remark="王女士", tier="silver")
     reply = await say(client, settings, "查 王女士", "zhangsan", wall.now)
-    assert "silver" in reply
+    assert "等级：银卡" in reply
     assert "积分：0" in reply
     assert "zhangsan" in reply
     reply = await say(client, settings, "加积分 AAAA1111 50 到店补录", "zhangsan", wall.now)
