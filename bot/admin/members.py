@@ -16,10 +16,11 @@ from bot.admin.api import ApiCall, ApiError, ApiRoutes, not_found
 from bot.services import member_profile, mobile
 from bot.services.pii import MissingKey, MobileVault
 from storage.models import Identity, Member
+from storage.models.members import LEGACY_CODE, OA_OPENID, UNIONID, WECOM_EXTERNAL_USERID
 
 routes = ApiRoutes(tag="members")
 
-SEARCH_KINDS = ("oa_openid", "unionid", "wecom_external_userid", member_profile.LEGACY_CODE)
+SEARCH_KINDS = (OA_OPENID, UNIONID, WECOM_EXTERNAL_USERID, LEGACY_CODE)
 
 
 class MemberQuery(BaseModel):

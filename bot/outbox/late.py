@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.replies import ImageReply, NewsReply, Reply, TextReply
 from bot.services.activity import ActivityRecorder
 from bot.wechat.inbound import Inbound
+from storage.models.members import OA_OPENID
 from storage.repos import notify, outbox
 
 
@@ -68,7 +69,7 @@ class OutboxLateReplies:
             if self.activity is not None:
                 await self.activity.flush()
             appid = self.settings.accounts[inbound.account].appid
-            identity = (notify.OA_OPENID, appid, inbound.sender)
+            identity = (OA_OPENID, appid, inbound.sender)
             await notify.enqueue_reply_counted(identity, message, self.clock.now())
         else:
             await outbox.enqueue(message, self.clock.now())

@@ -18,10 +18,10 @@ from bot.clients.registry import Clients
 from bot.clock import BusinessClock
 from bot.config import Settings
 from bot.context import MemberRef
-from bot.services.members import OA_OPENID
 from bot.wechat.inbound import Inbound
 from storage.cache import Cache
 from storage.keys import KeyBuilder
+from storage.models.members import OA_OPENID
 from storage.repos import binding as repo
 from storage.repos.binding import BindResult
 

@@ -27,14 +27,13 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config_program import MembershipSettings
 from bot.services import birthday as birthdays
-from bot.services.members import MOBILE_HASH, OA_OPENID, UNIONID
 from bot.services.pii import InvalidMobile, MobileVault, mask
 from bot.services.points import lot_expiry
+from storage.models.members import LEGACY_CODE, MOBILE_HASH, OA_OPENID, UNIONID
 from storage.repos import member_import as repo
 from storage.repos.member_import import ImportRow
 from storage.repos.members import new_member_code
 
-LEGACY_CODE = "legacy_code"
 HEADERS = (
     "mobile",
     "member_code",

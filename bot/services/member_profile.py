@@ -13,12 +13,12 @@ from typing import Any
 from bot.services import mobile, wecom_tags
 from bot.services.pii import BadToken, InvalidMobile, MissingKey, MobileVault, normalize
 from storage.models import Member
+from storage.models.members import LEGACY_CODE
 from storage.repos import member_story, member_view
 
 LEDGER_LINES = 20
 STORY_LINES = 20
 MAX_CODE = 16  # Member.code
-LEGACY_CODE = "legacy_code"  # bot.services.member_import.LEGACY_CODE
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,9 @@ from bot.wechat.inbound import Inbound
 from storage.cache import Cache
 from storage.keys import Key, KeyBuilder
 from storage.models import Member
+from storage.models.members import OA_OPENID
 from storage.repos import members as repo
 
-OA_OPENID = "oa_openid"
-UNIONID = "unionid"
-WECOM_EXTERNAL_USERID = "wecom_external_userid"
-MOBILE_HASH = "mobile_hash"
 # Events that open the 60 s customer-service window (subscribe is recorded by follow()).
 WINDOW_EVENTS = frozenset({"event:scan", "event:click"})
 

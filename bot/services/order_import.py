@@ -39,6 +39,7 @@ from bot.services.orders import (
 )
 from bot.services.pii import InvalidMobile
 from storage.models import Identity, Member, Order
+from storage.models.members import MOBILE_HASH
 from storage.repos import order_import as repo
 from storage.repos import orders as orders_repo
 from storage.repos.orders import Holder
@@ -335,7 +336,7 @@ class OrderImporter:
         }
         if mobiles:
             rows = await Identity.filter(
-                kind=orders_repo.MOBILE_HASH, app="", value__in=list(mobiles)
+                kind=MOBILE_HASH, app="", value__in=list(mobiles)
             ).values_list("value", "member_id")
             for digest, member_id in rows:
                 found[mobiles[str(digest)]] = int(member_id)

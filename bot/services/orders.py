@@ -53,6 +53,7 @@ from bot.services.order_types import (
 from bot.services.pii import MobileVault
 from bot.services.tiers import TierService
 from storage.models import Order, OrderRefund
+from storage.models.members import MOBILE_HASH
 from storage.repos import audit_log, coupons
 from storage.repos import orders as repo
 from storage.repos import tiers as tiers_repo
@@ -132,7 +133,7 @@ class OrderService:
             found = await repo.holder_by_code(lookup.value)
         else:
             digest = self.vault.lookup_hash(lookup.value)
-            found = await repo.holder_by_identity(repo.MOBILE_HASH, "", digest)
+            found = await repo.holder_by_identity(MOBILE_HASH, "", digest)
             if found is None:
                 cipher = self.vault.encrypt(self.vault.normalize(lookup.value))
                 found = await repo.create_mobile_member(cipher, digest, now, f"order:{channel}")

@@ -36,6 +36,7 @@ from bot.services import mobile as mobile_service
 from bot.services.pii import InvalidMobile, MissingKey, MobileVault
 from bot.services.sms import SmsSender
 from bot.templating import Renderer
+from storage.models.members import MOBILE_HASH
 from storage.repos import phone as repo
 from storage.repos.phone import Audit
 from storage.repos.profile import MobileTaken
@@ -219,7 +220,7 @@ class PhoneService:
             return Verified("bound", masked)
         codes = await repo.member_codes(holder)
         audit = _audit(member, mobile=masked, holder=codes.get(holder, str(holder)))
-        if await repo.identity_kinds(holder) <= {repo.MOBILE_HASH}:
+        if await repo.identity_kinds(holder) <= {MOBILE_HASH}:
             return await self._merge(member, holder, number, digest, now, audit, services)
         reason = "holder has a chat identity"
         await repo.request_merge(member.id, holder, digest, reason, now, audit)

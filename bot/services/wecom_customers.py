@@ -28,6 +28,7 @@ from bot.config import ConfigError, Settings, WeComSettings
 from bot.templating import TEMPLATES_DIR
 from storage.keys import Key
 from storage.models import Member
+from storage.models.members import WECOM_EXTERNAL_USERID as EXTERNAL
 from storage.repos import binding as binding_repo
 from storage.repos import members as members_repo
 from storage.repos import wecom_customers as repo
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.wecom.customers")
 
-EXTERNAL = "wecom_external_userid"
 ALREADY_SENT, CODE_NOT_READY = 41051, 41096
 RETRY_AFTER = 1.0
 MARKER_TTL = 86400  # a WelcomeCode lives 20 s; the marker outlives every retry

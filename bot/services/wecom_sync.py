@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from bot.services import wecom_customers
+from storage.models.members import WECOM_EXTERNAL_USERID as EXTERNAL
 from storage.repos import members as members_repo
 from storage.repos import wecom_sync as repo
-from storage.repos.wecom_sync import EXTERNAL
 
 if TYPE_CHECKING:
     from bot.context import Services

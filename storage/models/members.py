@@ -41,6 +41,14 @@ class Member(Model):
         table = "member"
 
 
+# Identity kinds (the one place they are spelled).
+OA_OPENID = "oa_openid"
+UNIONID = "unionid"
+WECOM_EXTERNAL_USERID = "wecom_external_userid"
+MOBILE_HASH = "mobile_hash"
+LEGACY_CODE = "legacy_code"
+
+
 class Identity(Model):
     """An identifier of a member: unique (kind, app, value), app never NULL.
 

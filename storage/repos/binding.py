@@ -17,8 +17,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity, Member, MemberMerge, PointsEntry
+from storage.models.members import UNIONID
 
-UNIONID = "unionid"
 MERGE_ACTOR = "system:unionid"
 
 Outcome = Literal["bound", "held", "merged", "conflict", "skipped"]

@@ -8,10 +8,10 @@ from typing import Any
 
 from storage.member_data import classified
 from storage.models import MemberTag
+from storage.models.members import MOBILE_HASH
 from storage.repos.erasure import member_rows
 
 # Stored derivatives of secrets: the export carries the decrypted number instead.
-MOBILE_HASH = "mobile_hash"  # the identity kind whose value is the number's keyed hash
 HIDDEN = frozenset({"mobile_cipher", "mobile_hash", "code_hash"})
 
 __all__ = ["HIDDEN", "member_data", "plain"]

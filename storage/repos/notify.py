@@ -17,10 +17,10 @@ from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity, OutboxMessage
+from storage.models.members import OA_OPENID
 from storage.repos.outbox import NewMessage, enqueue, insert
 from storage.timeutil import utc
 
-OA_OPENID = "oa_openid"
 UNREACHABLE = "unreachable"
 
 

@@ -21,10 +21,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import AuditLog, Identity, Member, Order, OrderRefund, PointsEntry
+from storage.models.members import MOBILE_HASH
 from storage.repos.members import new_member_code
 from storage.timeutil import utc
 
-MOBILE_HASH = "mobile_hash"
 CREATE = "order.create"
 REFUND = "order.refund"
 

@@ -20,6 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import AuditLog, Identity, Member, MergeRequest, PhoneVerification
+from storage.models.members import MOBILE_HASH
 from storage.timeutil import utc
 
 PENDING, VERIFIED, FAILED, EXPIRED, SUPERSEDED = (
@@ -29,7 +30,6 @@ PENDING, VERIFIED, FAILED, EXPIRED, SUPERSEDED = (
     "expired",
     "superseded",
 )
-MOBILE_HASH = "mobile_hash"
 _LOCK_MEMBER = "UPDATE member SET points_balance = points_balance WHERE id = {} RETURNING id"
 _TAKE_TRY = (
     "UPDATE phone_verification SET tries = tries + 1"

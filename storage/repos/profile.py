@@ -8,9 +8,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity, Member
+from storage.models.members import MOBILE_HASH
 from storage.timeutil import utc
-
-MOBILE_HASH = "mobile_hash"
 
 
 class MobileTaken(Exception):

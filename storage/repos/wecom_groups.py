@@ -13,10 +13,9 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity
+from storage.models.members import WECOM_EXTERNAL_USERID as EXTERNAL
 from storage.models.wecom import CustomerGroup, GroupMember
 from storage.timeutil import utc
-
-EXTERNAL = "wecom_external_userid"
 
 
 @dataclass(frozen=True, slots=True)

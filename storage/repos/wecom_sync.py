@@ -15,13 +15,12 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Identity
+from storage.models.members import WECOM_EXTERNAL_USERID as EXTERNAL
 from storage.models.members import Tag
 from storage.models.wecom import CustomerTag, StaffCustomer
 from storage.repos import binding
 from storage.repos.members import create_with_identity, find_by_identity
 from storage.timeutil import utc
-
-EXTERNAL = "wecom_external_userid"
 
 
 async def bind_customer(
