@@ -74,7 +74,7 @@ async def sync_groups(services: Services, progress: TextIO | None = None) -> Gro
                 changed += 1
                 joined += result.joined
                 left += result.left
-            _progress(progress, groups)
+            count_progress(progress, groups, "groups", 50)
         if not cursor:
             break
     if progress is not None:
@@ -82,11 +82,11 @@ async def sync_groups(services: Services, progress: TextIO | None = None) -> Gro
     return GroupSyncCounts(groups, changed, joined, left)
 
 
-def _progress(stream: TextIO | None, done: int, every: int = 50) -> None:
-    if stream is None:
-        return
-    if done % every == 0 or stream.isatty():
-        print(f"\r  {done:,} groups", end="", file=stream, flush=True)
+def count_progress(stream: TextIO | None, done: int, unit: str, every: int) -> None:
+    """``\r  1,200 <unit>`` on ``stream``: every item on a terminal, else every ``every``.
+    The WeCom sync commands share it."""
+    if stream is not None and (done % every == 0 or stream.isatty()):
+        print(f"\r  {done:,} {unit}", end="", file=stream, flush=True)
 
 
 def stderr_progress() -> TextIO:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from bot.services import wecom_customers
+from bot.services.wecom_groups import count_progress
 from storage.models.members import WECOM_EXTERNAL_USERID as EXTERNAL
 from storage.repos import members as members_repo
 from storage.repos import wecom_sync as repo
@@ -70,17 +71,12 @@ async def sync_customers(
                 created += change.created
                 updated += change.changed and not change.created
                 members.add(member_id)
-                _progress(progress, relations)
+                count_progress(progress, relations, "relations", 100)
             if not cursor:
                 break
     if progress is not None:
         print(f"\r  {relations:,} relations", file=progress)
     return CustomerSyncCounts(len(staff), relations, created, updated, len(members))
-
-
-def _progress(stream: TextIO | None, done: int, every: int = 100) -> None:
-    if stream is not None and (done % every == 0 or stream.isatty()):
-        print(f"\r  {done:,} relations", end="", file=stream, flush=True)
 
 
 async def _linked(
