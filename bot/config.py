@@ -31,6 +31,7 @@ from bot.config_program import (
     SignInSettings,
 )
 from bot.config_sms import SmsSettings
+from bot.config_sop import SopSettings
 from bot.config_wecom import ContactWayConfig, StaffSeed
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -212,6 +213,7 @@ class Settings(_Section):
     sms: SmsSettings = SmsSettings()
     privacy: PrivacySettings = PrivacySettings()
     rewards: list[RewardConfig] = Field(default_factory=list)
+    sop: SopSettings = SopSettings()
 
     @field_validator("rewards")
     @classmethod
@@ -245,7 +247,28 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
         raise ConfigError(name, "", "file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "", f"invalid TOML: {exc}") from None
+    raw = _with_rules_file(raw, Path(path).parent)
     return settings_from_dict(raw, env, name)
+
+
+def _with_rules_file(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Append the ``[[rules]]`` of ``[sop] rules_file`` (relative to the settings file)."""
+    sop = raw.get("sop")
+    if not isinstance(sop, dict) or not sop.get("rules_file"):
+        return raw
+    rules_path = base / str(sop["rules_file"])
+    try:
+        with open(rules_path, "rb") as fh:
+            extra = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(rules_path), "", "SOP rules file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(rules_path), "", f"invalid TOML: {exc}") from None
+    unknown = set(extra) - {"rules"}
+    if unknown or not isinstance(extra.get("rules", []), list):
+        raise ConfigError(str(rules_path), ",".join(sorted(unknown)), "only [[rules]] tables")
+    rules = [*sop.get("rules", []), *extra.get("rules", [])]
+    return {**raw, "sop": {**sop, "rules": rules}}
 
 
 def settings_from_dict(raw: Mapping[str, Any], env: Mapping[str, str], name: str) -> Settings:
@@ -259,8 +282,17 @@ def settings_from_dict(raw: Mapping[str, Any], env: Mapping[str, str], name: str
         return Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join(str(p) for p in _named_loc(err["loc"], data))
         raise ConfigError(name, key, _message(err)) from None
+
+
+def _named_loc(loc: tuple[Any, ...], data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``sop.rules.3.trigger`` → ``sop.rules[birthday].trigger``: errors name the SOP id."""
+    if len(loc) >= 3 and loc[:2] == ("sop", "rules") and isinstance(loc[2], int):
+        rules = data.get("sop", {}).get("rules", [])
+        if loc[2] < len(rules) and isinstance(rules[loc[2]], dict) and rules[loc[2]].get("id"):
+            return ("sop", f"rules[{rules[loc[2]]['id']}]", *loc[3:])
+    return loc
 
 
 def _message(err: Mapping[str, Any]) -> str:

@@ -87,6 +87,9 @@ CLASSIFIED: dict[str, MemberData] = {
         erase="anonymise",
         export=False,
     ),
+    # SOP touches stay with the member they were sent to (a merge keeps the history, so
+    # the survivor's once-per windows are its own); no personal data in them.
+    "Touchpoint": MemberData(links=("member_id",), merge="keep"),
     "StaffCustomer": MemberData(
         links=("member",),
         merge="move",
@@ -104,7 +107,16 @@ CLASSIFIED: dict[str, MemberData] = {
 
 # Models with no member data at all (tokens, tag library, staff, the reward catalogue).
 UNLINKED: frozenset[str] = frozenset(
-    {"PlatformToken", "TagGroup", "Tag", "Staff", "Reward", "CustomerGroup", "ContactWay"}
+    {
+        "PlatformToken",
+        "TagGroup",
+        "Tag",
+        "Staff",
+        "Reward",
+        "CustomerGroup",
+        "ContactWay",
+        "SopRun",
+    }
 )
 
 _ID_COLUMNS = ("member_id", "merged_into_id", "referred_by_id")

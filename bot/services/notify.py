@@ -81,8 +81,14 @@ class Notifier:
         key: str,
         kind: Kind = "service",
         account: str | None = None,
+        group_key: str | None = None,
     ) -> NotifyOutcome:
-        """Send notice ``template`` once per ``key`` on the first channel the policy allows."""
+        """Send notice ``template`` once per ``key`` on the first channel the policy allows.
+
+        ``group_key`` bundles the WeCom rows of many notices (one SOP occurrence) into
+        one task per staff member: they are written ``held`` until the caller releases
+        the group. Without it a WeCom row is its own group, released at once.
+        """
         if kind not in ("service", "marketing"):
             raise NotifyError(f"kind must be service or marketing, not {kind!r}")
         accounts = self._accounts(account)
@@ -93,7 +99,9 @@ class Notifier:
         if self.activity is not None:
             await self.activity.flush()  # the last message times are batched in memory
         text = self.renderer.render(template, **variables)
-        notice = _Notice(member_id, template, text, outbox_key, kind, dict(variables))
+        notice = _Notice(
+            member_id, template, text, outbox_key, kind, dict(variables), group_key or ""
+        )
         try:
             outcome = await self._send(notice, accounts)
         except IntegrityError:
@@ -181,9 +189,12 @@ class _Notice:
     key: str
     kind: Kind
     variables: dict[str, Any]
+    group_key: str = ""
 
     def row(self, channel: str, account: str, openid: str, payload: dict[str, Any]) -> NewMessage:
-        return NewMessage(self.key, channel, account, openid, payload, "notice", self.member_id)
+        return NewMessage(
+            self.key, channel, account, openid, payload, "notice", self.member_id, self.kind
+        )
 
     def template_data(self) -> dict[str, dict[str, str]]:
         """The template's fields: the rendered notice as ``first``, each variable by name."""

@@ -29,6 +29,7 @@ from storage.models.points import (
     SignIn,
 )
 from storage.models.privacy import MergeRequest, PhoneVerification
+from storage.models.sop import SopRun, Touchpoint
 from storage.models.wecom import (
     ContactWay,
     CustomerGroup,
@@ -65,8 +66,10 @@ __all__ = [
     "Redemption",
     "Reward",
     "SignIn",
+    "SopRun",
     "Staff",
     "StaffCustomer",
     "Tag",
     "TagGroup",
+    "Touchpoint",
 ]

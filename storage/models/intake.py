@@ -54,7 +54,14 @@ class OutboxMessage(Model):
     """One outbound message to one recipient: the unit of work of the outbound engine.
 
     Status: pending → sending → sent | failed | unknown (a sender died mid-call: never
-    re-sent) | submitted | awaiting_staff.
+    re-sent) | submitted | awaiting_staff; ``held`` rows wait for their group to be
+    released (the WeCom rows of one SOP run, sent as one task per staff member);
+    ``unreachable`` rows were never sendable (the reason says why).
+
+    ``kind`` is ``service`` or ``marketing`` (the marketing cap counts these rows);
+    ``group_key`` bundles rows into one platform task (WeCom ``add_msg_template`` per
+    ``staff_userid``, mass send); ``external_ref`` is the platform's id for the call that
+    carried the row (msgid, msg_id), used to reconcile results.
     """
 
     id = fields.BigIntField(primary_key=True)
@@ -64,6 +71,10 @@ class OutboxMessage(Model):
     recipient = fields.CharField(max_length=128, db_index=True)
     member_id = fields.BigIntField(null=True, db_index=True)
     source = fields.CharField(max_length=32)
+    kind = fields.CharField(max_length=10, default="service")
+    group_key = fields.CharField(max_length=128, default="", db_index=True)
+    staff_userid = fields.CharField(max_length=64, default="")
+    external_ref = fields.CharField(max_length=128, default="", db_index=True)
     payload: fields.Field[dict[str, Any]] = fields.JSONField()
     status = fields.CharField(max_length=16, default="pending")
     reason = fields.CharField(max_length=255, default="")
@@ -76,4 +87,4 @@ class OutboxMessage(Model):
 
     class Meta:
         table = "outbox_message"
-        indexes = (("status", "due_at"),)
+        indexes = (("status", "due_at"), ("member_id", "kind", "created_at"))

@@ -30,6 +30,9 @@ class NewMessage:
     payload: Mapping[str, Any]
     source: str
     member_id: int | None = None
+    kind: str = "service"  # or "marketing" (the marketing cap counts these rows)
+    group_key: str = ""  # rows sent as one platform task (WeCom add_msg_template)
+    staff_userid: str = ""  # the WeCom staff member whose task carries the row
 
 
 async def insert(
@@ -43,6 +46,9 @@ async def insert(
         recipient=message.recipient,
         member_id=message.member_id,
         source=message.source,
+        kind=message.kind,
+        group_key=message.group_key,
+        staff_userid=message.staff_userid,
         payload=dict(message.payload),
         status=status,
         reason=reason[:255],
@@ -114,3 +120,10 @@ async def mark_abandoned(now: datetime) -> int:
     return await OutboxMessage.filter(status="sending", lease_until__lt=utc(now)).update(
         status="unknown", reason="sender died during the call", claimed_by="", lease_until=None
     )
+
+
+async def release_group(group_key: str) -> int:
+    """``held`` rows of a group become ``pending`` (the group is complete: send it)."""
+    if not group_key:
+        return 0
+    return await OutboxMessage.filter(group_key=group_key, status="held").update(status="pending")

@@ -1,0 +1,85 @@
+"""SopRun rows: one per SOP and fire time (the unique key makes a tick run once)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from storage.models import SopRun
+from storage.timeutil import utc
+
+RUNNING, DONE, FAILED, MISSED = "running", "done", "failed", "missed"
+
+
+async def begin(
+    sop_id: str, fire_time: datetime, runner: str, now: datetime, trigger: str = "cron"
+) -> SopRun | None:
+    """Record that ``runner`` runs this fire time; None when it was recorded before."""
+    try:
+        return await SopRun.create(
+            sop_id=sop_id,
+            fire_time=utc(fire_time),
+            status=RUNNING,
+            trigger=trigger,
+            runner=runner[:96],
+            started_at=utc(now),
+        )
+    except IntegrityError:
+        return None
+
+
+async def record_missed(sop_id: str, fire_time: datetime, now: datetime, note: str) -> bool:
+    """Record a fire time too old to run; False when the time was recorded before."""
+    try:
+        await SopRun.create(
+            sop_id=sop_id,
+            fire_time=utc(fire_time),
+            status=MISSED,
+            note=note[:255],
+            started_at=utc(now),
+            finished_at=utc(now),
+        )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def finish(
+    run_id: int, status: str, counts: dict[str, Any], now: datetime, note: str = ""
+) -> None:
+    """Close a run with its tallies."""
+    await SopRun.filter(id=run_id).update(
+        status=status, counts=counts, note=note[:255], finished_at=utc(now)
+    )
+
+
+async def adopt(run_id: int, runner: str) -> bool:
+    """A new leader takes over a run the previous leader left ``running``."""
+    changed = await SopRun.filter(id=run_id, status=RUNNING).update(runner=runner[:96])
+    return changed == 1
+
+
+async def unfinished(sop_id: str | None = None) -> list[SopRun]:
+    """Runs still ``running`` (their runner may have died), oldest first."""
+    query = SopRun.filter(status=RUNNING)
+    if sop_id is not None:
+        query = query.filter(sop_id=sop_id)
+    return await query.order_by("fire_time")
+
+
+async def last_fire_time(sop_id: str) -> datetime | None:
+    """The latest recorded fire time of a SOP (run, running or missed)."""
+    row = await SopRun.filter(sop_id=sop_id).order_by("-fire_time").first()
+    return row.fire_time if row is not None else None
+
+
+async def get(sop_id: str, fire_time: datetime) -> SopRun | None:
+    """The run of one fire time."""
+    return await SopRun.get_or_none(sop_id=sop_id, fire_time=utc(fire_time))
+
+
+async def history(sop_id: str, limit: int = 30) -> list[SopRun]:
+    """The latest runs of a SOP, newest first."""
+    return await SopRun.filter(sop_id=sop_id).order_by("-fire_time").limit(limit)
