@@ -80,9 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     _wecom_parser(sub)
     _coupons_parser(sub)
     _wecom_tags_parser(sub)
+    _sop_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _sop_parser(sub: Any) -> None:
+    sop = sub.add_parser("sop", help="SOPs: list, preview, run, history")
+    cmd = sop.add_subparsers(dest="sop_command", required=True, parser_class=_Parser)
+    cmd.add_parser("list", help="every SOP with its trigger, audience, action and next run")
+    preview = cmd.add_parser("preview", help="audience size, channel split, a sample message")
+    preview.add_argument("id", help="the SOP id")
+    preview.add_argument("--at", help="fire time, ISO (default now; naive = business time)")
+    run = cmd.add_parser("run", help="run one fire time now (claims and enqueues, once)")
+    run.add_argument("id", help="the SOP id")
+    run.add_argument("--at", help="fire time, ISO (default now; naive = business time)")
+    run.add_argument("--dry-run", action="store_true", help="preview only: claim nothing")
+    history = cmd.add_parser("history", help="per fire time: sent, skipped, failed, unknown")
+    history.add_argument("id", help="the SOP id")
+    history.add_argument("--limit", type=int, default=10, help="fire times to show")
 
 
 def _points_parser(sub: Any) -> None:
@@ -292,6 +309,13 @@ def _run(args: argparse.Namespace) -> int:
             cli_wecom, f"{name.replace('-', '_')}_wecom"
         )
         return _async(_with_db(settings, wecom_command(settings, args)))
+    if args.command == "sop":
+        from bot import cli_sop
+
+        sop_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_sop, f"{args.sop_command}_sop"
+        )
+        return _async(_with_db(settings, sop_command(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

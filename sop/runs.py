@@ -11,10 +11,11 @@ from storage.models import SopRun
 from storage.timeutil import utc
 
 RUNNING, DONE, FAILED, MISSED = "running", "done", "failed", "missed"
+CRON, CLI = "cron", "cli"
 
 
 async def begin(
-    sop_id: str, fire_time: datetime, runner: str, now: datetime, trigger: str = "cron"
+    sop_id: str, fire_time: datetime, runner: str, now: datetime, trigger: str = CRON
 ) -> SopRun | None:
     """Record that ``runner`` runs this fire time; None when it was recorded before."""
     try:
@@ -70,8 +71,12 @@ async def unfinished(sop_id: str | None = None) -> list[SopRun]:
 
 
 async def last_fire_time(sop_id: str) -> datetime | None:
-    """The latest recorded fire time of a SOP (run, running or missed)."""
-    row = await SopRun.filter(sop_id=sop_id).order_by("-fire_time").first()
+    """The latest scheduled fire time recorded for a SOP (run, running or missed).
+
+    Manual runs (``sop run --at``, trigger ``cli``) do not count: a run asked for ahead
+    of time must not make the scheduler skip the fire times before it.
+    """
+    row = await SopRun.filter(sop_id=sop_id, trigger=CRON).order_by("-fire_time").first()
     return row.fire_time if row is not None else None
 
 
