@@ -145,6 +145,9 @@ class TouchDispatcher:
 
     async def _oa_window(self, member_id: int, rule: SopRule, now: datetime) -> bool:
         """Would the message go out as an OA customer-service message now?"""
+        activity = self.services.notify.activity
+        if activity is not None:
+            await activity.flush()  # the last message times are batched in memory
         accounts = self.services.settings.accounts
         names = [rule.account] if rule.account else list(accounts)
         apps = [accounts[n].appid for n in names if n in accounts]
