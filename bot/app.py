@@ -31,6 +31,7 @@ from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
+from bot.services.events import EventHub
 from bot.services.mall import MallService
 from bot.services.members import MemberService
 from bot.services.merge import merge_members
@@ -121,7 +122,8 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     background = Background()
     renderer = Renderer()
     notify = Notifier(settings, clock, renderer, members.activity)
-    tiers = TierService(settings, clock, notify)
+    events = EventHub()
+    tiers = TierService(settings, clock, notify, events)
     return Services(
         settings=settings,
         clock=clock,
@@ -146,6 +148,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
             ov.sms or make_sms_sender(settings),
             ov.merger or merge_members,
         ),
+        events=events,
         resolve_member=ov.resolve_member or members.resolve,
     )
 

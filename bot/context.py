@@ -19,6 +19,7 @@ from storage.keys import KeyBuilder
 if TYPE_CHECKING:
     from bot.background import Background
     from bot.services.binding import BindingService
+    from bot.services.events import EventHub
     from bot.services.mall import MallService
     from bot.services.members import MemberService
     from bot.services.notify import Notifier
@@ -92,6 +93,7 @@ class Services:
     mall: MallService
     orders: OrderService
     phone: PhoneService
+    events: EventHub
     resolve_member: MemberResolver = no_member
 
 

@@ -14,6 +14,7 @@ from wechatpy.events import ScanEvent, SubscribeEvent, SubscribeScanEvent, Unsub
 from bot.context import Ctx
 from bot.replies import NO_REPLY, Reply
 from bot.routing import Router
+from bot.services.events import FIRST_SUBSCRIBE
 
 router = Router("follow")
 
@@ -34,6 +35,7 @@ async def subscribe(event: Any, ctx: Ctx) -> Reply:
     returning = await services.members.follow(ctx.inbound, followed=True)
     if ctx.member.created:
         await services.binding.record_channel(ctx.member.id, scene)
+        await services.events.emit(FIRST_SUBSCRIBE, ctx.member.id, ctx.now)
     referral = await services.referrals.on_subscribe(ctx.member, scene, followed_before=returning)
     services.binding.bind_later(ctx.inbound, ctx.member)
     member = await services.members.get(ctx.member.id)

@@ -23,6 +23,7 @@ from bot.clock import BusinessClock
 from bot.config import Settings
 from bot.config_program import MembershipSettings, TierSettings
 from bot.services.calendar import next_evaluation
+from bot.services.events import TIER_CHANGE, EventHub
 from bot.services.notify import Notifier
 from storage.repos import tiers as repo
 from storage.repos.tiers import UnknownMember
@@ -76,10 +77,17 @@ class EvaluationSummary:
 class TierService:
     """Growth entries, upgrades, the yearly evaluation and tier notices."""
 
-    def __init__(self, settings: Settings, clock: BusinessClock, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: BusinessClock,
+        notifier: Notifier,
+        events: EventHub | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.notifier = notifier
+        self.events = events
 
     @property
     def membership(self) -> MembershipSettings:
@@ -95,6 +103,7 @@ class TierService:
         result = await self._write(repo.GrowthSpec(member_id, key, amount, now, reason, source))
         if result.upgraded:
             await self._notice(member_id, result.previous_tier, result.tier, f"up:{key}")
+            await self._emit(member_id)
         return result
 
     async def reverse_growth(
@@ -159,6 +168,8 @@ class TierService:
             summary = await repo.evaluation_record(label) or {}
         for member_id, old, new in await repo.drops_of(label):
             await self._notice(member_id, old, new, f"eval:{day.isoformat()}")
+            if not already:  # only the call that ran the evaluation reports the change
+                await self._emit(member_id)
         return self._summary(day, summary, already)
 
     def _steps(self) -> list[repo.DropStep]:
@@ -187,6 +198,11 @@ class TierService:
             )
         except Exception:
             log.exception("tier notice failed", extra={"member_id": member_id})
+
+    async def _emit(self, member_id: int) -> None:
+        """The ``tier_change`` event (subscriber errors are logged by the hub)."""
+        if self.events is not None:
+            await self.events.emit(TIER_CHANGE, member_id, self.clock.now())
 
     def notice_variables(self, old: str, new: str) -> dict[str, Any]:
         """Variables of templates/tier_changed.j2."""
