@@ -69,7 +69,9 @@ class SopScheduler:
         self.tick_seconds = tick_seconds
         self._lock = asyncio.Lock()
         self._adopt = True  # on start and after each takeover
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticking: asyncio.Task[None] | None = None
+        self._again = False
+        self._stopped = False
         self._aps: AsyncIOScheduler | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -80,7 +82,7 @@ class SopScheduler:
         self._aps = AsyncIOScheduler(timezone=self.services.settings.tz)
         for sop_id, cron in self._crons().items():
             self._aps.add_job(
-                self._wake,
+                self._wake_up,
                 cron_trigger(cron, self.services.settings.tz),
                 id=f"wake:{sop_id}",
                 coalesce=True,
@@ -92,41 +94,57 @@ class SopScheduler:
             self.keep_lease, IntervalTrigger(seconds=lease_every), id="lease", max_instances=1
         )
         self._aps.add_job(
-            self._wake, IntervalTrigger(seconds=self.tick_seconds), id="tick", max_instances=1
+            self._wake_up, IntervalTrigger(seconds=self.tick_seconds), id="tick", max_instances=1
         )
         self._aps.start()
         self._kick()
 
     async def stop(self) -> None:
         """Stop waking, cancel a tick in flight (a next leader resumes its run), release."""
+        self._stopped = True
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
+        if self._ticking is not None:
+            self._ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._ticking
         await self.leadership.release()
 
     async def settled(self) -> None:
         """Wait for the ticks started so far (the catch-up on start, a takeover's)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._ticking is not None and not self._ticking.done():
+            await asyncio.wait([self._ticking])
+
+    def wake_ups(self) -> dict[str, datetime | None]:
+        """APScheduler's jobs (``wake:<sop id>``, ``lease``, ``tick``) and their next run."""
+        if self._aps is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._aps.get_jobs()}
+
+    async def _wake_up(self) -> None:
+        self._kick()  # APScheduler's job returns at once; the tick is ours to cancel
 
     def _kick(self) -> None:
-        task = asyncio.create_task(self._wake(), name="sop-tick")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # One tick task at a time: wake-ups during a long tick ask for one more tick.
+        if self._ticking is not None and not self._ticking.done():
+            self._again = True
+            return
+        self._ticking = asyncio.create_task(self._ticks(), name="sop-tick")
 
-    async def _wake(self) -> None:
-        try:
-            await self.tick(self.services.clock.now())
-        except Exception:
-            log.exception("scheduler tick failed")
+    async def _ticks(self) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            try:
+                await self.tick(self.services.clock.now())
+            except Exception:
+                log.exception("scheduler tick failed")
 
     async def keep_lease(self) -> bool:
         """Renew the lease, or try to take it; a takeover ticks at once. True when held."""
+        if self._stopped:
+            return False
         was = self.leadership.is_leader
         held = await (self.leadership.renew() if was else self.leadership.acquire())
         if held and not was:

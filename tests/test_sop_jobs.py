@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from bot.app import Overrides, build_services
+from bot.config_sop import DEFAULT_JOBS
 from bot.context import Services
 from bot.services import points
 from bot.services.points_report import EXPIRE_ACTION, RECONCILE_ACTION
@@ -76,3 +79,10 @@ def test_jobs_follow_the_settings(services: Services) -> None:
         "tiers_evaluate": "20 0 1 4 *",
         "points_reconcile": "0 4 * * 1",
     }
+
+
+def test_the_example_settings_document_the_job_defaults() -> None:
+    text = (Path(__file__).parent.parent / "config.example.toml").read_text(encoding="utf-8")
+    block = text.split("# [sop.jobs]\n", 1)[1].split("\n\n", 1)[0]
+    documented = tomllib.loads("\n".join(line[2:] for line in block.splitlines() if "=" in line))
+    assert documented == DEFAULT_JOBS

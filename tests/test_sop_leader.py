@@ -141,3 +141,29 @@ def _scheduler(
     jobs: list[DailyJob] | None = None,
 ) -> SopScheduler:
     return SopScheduler(firer, services, RedisLeadership(redis, lease), jobs or [])
+
+
+@pytest.mark.redis
+async def test_a_started_follower_takes_over_when_the_lease_lapses(
+    settings: Settings, redis: aioredis.Redis, lease: Key
+) -> None:
+    clock = Clock(DAY1)
+    firer = RecordingFirer(clock.clock, cron_rule("morning", "0 9 * * *"))
+    other = RedisLeadership(redis, lease)
+    assert await other.acquire()  # another process leads
+    follower = _scheduler(firer, services_at(settings, clock.clock), redis, lease)
+    await follower.start()
+    try:
+        await follower.settled()
+        assert firer.fired == []
+        assert set(follower.wake_ups()) == {"wake:morning", "lease", "tick"}
+        assert not await follower.keep_lease()
+
+        await redis.delete(lease.name)  # the leader died; its lease ran out
+        assert await follower.keep_lease()  # the follower's lease job, on its next attempt
+        await follower.settled()  # the takeover's catch-up tick
+        assert [(s, r) for s, _, r in firer.fired] == [("morning", follower.runner)]
+    finally:
+        await follower.stop()
+    assert await redis.get(lease.name) is None
+    assert follower.wake_ups() == {}
