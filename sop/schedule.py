@@ -165,6 +165,8 @@ class SopScheduler:
                 await self._resume_orphans(now, report)
                 self._adopt = False
             for sop_id, cron in self._crons().items():
+                if self._lost():  # the lease lapsed during a long tick
+                    break
                 await self._walk(sop_id, cron, now, report)
             if self.firer is not None:
                 try:
@@ -173,6 +175,9 @@ class SopScheduler:
                     log.exception("dispatching due touches failed")
                     report.failed.append("dispatch")
             return report
+
+    def _lost(self) -> bool:
+        return not self.leadership.is_leader
 
     def _crons(self) -> dict[str, str]:
         crons = {job.sop_id: job.cron for job in self.jobs.values()}
@@ -194,22 +199,24 @@ class SopScheduler:
                     extra={"sop": sop_id, "fire_time": fire_time.isoformat()},
                 )
         for fire_time in due.run:
-            if await self._fire(sop_id, fire_time, now):
+            try:
+                fired = await self._fire(sop_id, fire_time, now)
+            except Exception:  # the run stays running; the next leadership resumes it
+                log.exception("SOP fire failed", extra={"sop": sop_id})
+                report.failed.append(sop_id)
+                return
+            if fired:
                 report.fired.append((sop_id, fire_time))
 
     async def _fire(self, sop_id: str, fire_time: datetime, now: datetime) -> bool:
         job = self.jobs.get(sop_id)
-        try:
-            if job is not None:
-                run = await runs.begin(sop_id, fire_time, self.runner, now)
-                if run is not None:
-                    await self._run_job(job, run, now)
-                return run is not None
+        if job is None:
             assert self.firer is not None
             return await self.firer.fire(sop_id, fire_time, runner=self.runner) is not None
-        except Exception:
-            log.exception("SOP fire failed", extra={"sop": sop_id})
-            return False
+        run = await runs.begin(sop_id, fire_time, self.runner, now)
+        if run is not None:
+            await self._run_job(job, run, now)
+        return run is not None
 
     async def _run_job(self, job: DailyJob, run: SopRun, now: datetime) -> None:
         try:
@@ -222,10 +229,11 @@ class SopScheduler:
         log.info("daily job done", extra={"sop": job.sop_id, "counts": counts})
 
     async def _resume_orphans(self, now: datetime, report: TickReport) -> None:
+        ours = self._crons()  # event-triggered runs belong to whoever handles the event
         for run in await runs.unfinished():
-            job = self.jobs.get(run.sop_id)
-            if job is None and self.firer is None:
+            if run.sop_id not in ours:
                 continue
+            job = self.jobs.get(run.sop_id)
             if not await runs.adopt(run.id, self.runner):
                 continue
             log.warning(

@@ -118,6 +118,8 @@ async def test_a_run_killed_mid_fire_is_resumed_once_by_the_next_leader(settings
         await killed
     (left,) = await runs.unfinished()
     assert left.runner == first.runner
+    other = await runs.begin("welcome", DAY1, "another-process", DAY1, trigger="event")
+    assert other is not None
 
     firer.hold = None
     successor = await leading(firer, services_at(settings, clock.clock))  # a restart
@@ -131,6 +133,7 @@ async def test_a_run_killed_mid_fire_is_resumed_once_by_the_next_leader(settings
     assert firer.resumed == [(left.id, successor.runner)]
     assert firer.claims == 1
     assert await Touchpoint.all().count() == 1
+    assert [r.id for r in await runs.unfinished()] == [other.id]  # not a cron run of ours
 
 
 async def test_a_failing_fire_does_not_stop_the_others(
@@ -149,6 +152,7 @@ async def test_a_failing_fire_does_not_stop_the_others(
     with caplog.at_level(logging.ERROR, logger="sop.schedule"):
         report = await scheduler.tick(clock.clock.now())
     assert [s for s, _ in report.fired] == ["fine"]
+    assert report.failed == ["broken"]
     assert any(r.levelno == logging.ERROR for r in caplog.records)
 
 
