@@ -48,6 +48,8 @@ from bot.templating import Renderer
 from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
 from bot.wechat.views import oa_callback, wecom_callback
+from sop.api import SopFirer
+from sop.wiring import scheduler_ctx
 from storage import db
 from storage.cache import Cache, make_cache
 from storage.keys import KeyBuilder
@@ -75,6 +77,9 @@ class Overrides:
     # The merge engine binding a phone uses; production wires none yet (a MergeRequest
     # then keeps the case for staff).
     merger: Merger | None = None
+    # The SOP engine the scheduler fires (None: only the daily jobs run).
+    sop_firer: SopFirer | None = None
+    run_scheduler: bool | None = None  # None: [sop] scheduler
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
@@ -99,6 +104,8 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     if run_sender:
         app.cleanup_ctx.append(_embedded_sender)
     app.cleanup_ctx.append(_purge_loop)
+    if settings.sop.scheduler if ov.run_scheduler is None else ov.run_scheduler:
+        app.cleanup_ctx.append(scheduler_ctx(SERVICES, ov.sop_firer))
     _routes(app, settings)
     return app
 

@@ -20,6 +20,17 @@ _WINDOW = re.compile(r"^(\d+)\s+days?$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 EVENTS = ("first_subscribe", "tier_change")
 CALENDAR_WINDOWS = ("day", "week", "month", "year", "ever")
+# The daily jobs the scheduling leader runs (sop.jobs), by name: a five-field cron in
+# business time, "" to disable; ``auto`` (tiers only) means 00:20 on [membership]
+# evaluation_day.
+DEFAULT_JOBS = {
+    "points_expire": "5 0 * * *",
+    "coupons_expire": "10 0 * * *",
+    "tiers_evaluate": "auto",
+    "points_reconcile": "30 3 * * *",
+    "wecom_sync": "0 2 * * *",  # only when [wecom] is configured
+}
+AUTO_CRON_JOBS = ("tiers_evaluate",)
 
 
 class _Section(BaseModel):
@@ -134,6 +145,21 @@ class SopSettings(_Section):
     batch: int = Field(default=5000, ge=100, le=100_000)  # members per audience page
     rules_file: str = ""  # a TOML file of [[rules]] tables, relative to the settings file
     rules: tuple[SopRule, ...] = ()
+    jobs: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_JOBS))
+
+    @field_validator("jobs")
+    @classmethod
+    def _jobs(cls, value: dict[str, str]) -> dict[str, str]:
+        for job, cron in value.items():
+            if job not in DEFAULT_JOBS:
+                raise ValueError(f"unknown job {job!r} (known: {', '.join(DEFAULT_JOBS)})")
+            if not cron or (cron == "auto" and job in AUTO_CRON_JOBS):
+                continue
+            try:
+                CronTrigger.from_crontab(cron)
+            except ValueError as exc:
+                raise ValueError(f"job {job}: bad cron {cron!r}: {exc}") from None
+        return {**DEFAULT_JOBS, **value}
 
     @field_validator("quiet_hours")
     @classmethod

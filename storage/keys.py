@@ -63,3 +63,7 @@ class KeyBuilder:
     def invite_media(self, account: str, code: str, ttl: int) -> Key:
         """The temporary media_id of a member's referral QR image (media live 3 days)."""
         return Key(f"{self.prefix}:invite-media:{account}:{code}", max(ttl, 1))
+
+    def sop_leader(self, ttl: int) -> Key:
+        """The scheduling leader's lease (its value is the holder's owner token)."""
+        return Key(f"{self.prefix}:sop-leader", max(ttl, 1))

@@ -246,6 +246,7 @@ def make_client(
             "keys": keys,
             "manage_db": False,
             "run_sender": False,
+            "run_scheduler": False,
             "api_sleep": _no_sleep,
         }
         values.update(overrides)
