@@ -30,7 +30,7 @@ from sop.audience_params import (
     JoinedParams,
     TierWarningParams,
 )
-from sop.sql import Sql, conn, dialect_of, in_list, insert, join, rows, sql
+from sop.sql import Sql, conn, day_start, dialect_of, in_list, insert, join, rows, sql
 from storage.audience import marketing_sql, service_sql
 
 __all__ = ["AUDIENCES", "Audience", "AudienceError", "check_audience", "compile_audience"]
@@ -93,7 +93,7 @@ def compile_audience(rule: SopRule, at: datetime, settings: Settings) -> Audienc
     ctx = a.Context(rule, at, settings, dialect_of(conn()))
     selection = spec.build(ctx, params)
     base = marketing_sql() if rule.kind == "marketing" else service_sql()
-    parts = [sql(base), selection.where, *_filters(params), *_window(rule, at)]
+    parts = [sql(base), selection.where, *_filters(params), *_window(rule, at, settings)]
     where = join([sql("(") + p + sql(")") for p in parts], " AND ")
     return Audience(rule, where, selection.occurrence, channel_plan(rule, settings))
 
@@ -124,17 +124,19 @@ def _filters(params: CommonParams) -> list[Sql]:
     return found
 
 
-def _window(rule: SopRule, at: datetime) -> list[Sql]:
-    """A sliding ``N days`` window: none of the SOP's touches created in the last N days."""
+def _window(rule: SopRule, at: datetime, settings: Settings) -> list[Sql]:
+    """A sliding ``N days`` window: none of the SOP's touches created on the last N business
+    days (the fire date included), so a daily fire re-touches a member on day N."""
     days = rule.sliding_days
     if days is None:
         return []
+    since = day_start(at.astimezone(settings.tz).date() - timedelta(days=days - 1), settings.tz)
     return [
         sql(
             "NOT EXISTS (SELECT 1 FROM touchpoint tp WHERE tp.sop_id = {} "
             "AND tp.member_id = member.id AND tp.created_at >= {})",
             rule.id,
-            at - timedelta(days=days),
+            since,
         )
     ]
 

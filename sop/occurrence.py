@@ -2,7 +2,8 @@
 
 Calendar windows name the bucket of the business date (``2027-05-20``, ``2027-W20``,
 ``2027-05``, ``2027``, ``ever``). A sliding ``N days`` window keys on the date itself, and
-the audience adds ``NOT EXISTS`` on the SOP's touchpoints created within the last N days.
+the audience adds ``NOT EXISTS`` on the SOP's touchpoints created on the last N business
+days (the fire date included).
 Some audiences override the key (reactivation: the last active date and the step;
 points expiry: the lots' expiry date).
 """
