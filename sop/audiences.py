@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.config_sop import SopRule
 from sop import audience_sql as a
+from sop import claims
 from sop.audience_channels import ChannelPlan, channel_plan, split_sql
 from sop.audience_params import (
     ActiveParams,
@@ -30,7 +31,8 @@ from sop.audience_params import (
     JoinedParams,
     TierWarningParams,
 )
-from sop.sql import Sql, conn, day_start, dialect_of, in_list, insert, join, rows, sql
+from sop.claims import ClaimSpec
+from sop.sql import Sql, conn, day_start, dialect_of, in_list, join, rows, sql
 from storage.audience import marketing_sql, service_sql
 
 __all__ = ["AUDIENCES", "Audience", "AudienceError", "check_audience", "compile_audience"]
@@ -141,14 +143,6 @@ def _window(rule: SopRule, at: datetime, settings: Settings) -> list[Sql]:
     ]
 
 
-_INSERT = (
-    "INSERT INTO touchpoint (sop_id, member_id, occurrence, run_id, status, due_at, "
-    "attempts, granted, outcome, created_at) SELECT {text}, member.id, "
-)
-_VALUES = ", {bigint}, 'pending', {timestamptz}, 0, FALSE, '', {timestamptz} FROM member WHERE "
-_CONFLICT = " ON CONFLICT (sop_id, member_id, occurrence) DO NOTHING"
-
-
 class Audience:
     """One compiled audience: count, page, sample, claim and split it by channel."""
 
@@ -172,17 +166,14 @@ class Audience:
         page += sql(" AND member.id > {} ORDER BY member.id LIMIT {}", after_id, limit)
         return [int(r["id"]) for r in await rows(page)]
 
+    async def includes(self, member_id: int) -> bool:
+        """Whether one member is in the audience (an event trigger's member)."""
+        query = sql("SELECT member.id AS id") + self._from() + sql(" AND member.id = {}", member_id)
+        return bool(await rows(query))
+
     async def sample(self, limit: int = 3) -> list[int]:
         """A few member ids of the audience (the lowest), for previews."""
         return await self.member_ids(0, limit)
-
-    async def _upper(self, after_id: int, batch: int) -> int | None:
-        """The id of the ``batch``-th member above ``after_id`` (None: fewer are left)."""
-        query = sql("SELECT member.id AS id") + self._from()
-        query += sql(" AND member.id > {} ORDER BY member.id", after_id)
-        query += sql(" LIMIT 1 OFFSET {}", batch - 1)
-        found = await rows(query)
-        return int(found[0]["id"]) if found else None
 
     async def claim(
         self,
@@ -195,26 +186,12 @@ class Audience:
     ) -> int:
         """Insert a pending Touchpoint per member, ``batch`` members per statement.
 
-        ``INSERT … SELECT … ON CONFLICT DO NOTHING``: a member already touched for this
-        occurrence is left alone, so a second claim inserts nothing. Returns rows inserted;
-        ``progress`` gets the running total after each statement.
+        ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (``sop.claims``): a member already
+        touched for this occurrence is left alone, so a second claim inserts nothing.
+        Returns rows inserted; ``progress`` gets the running total after each batch.
         """
-        if batch < 1:
-            raise ValueError("batch must be positive")
-        head = sql(_INSERT, self.rule.id) + self.occurrence
-        head += sql(_VALUES, run_id, due_at, now) + self.where
-        done, after = 0, 0
-        while True:
-            upper = await self._upper(after, batch)
-            statement = head + sql(" AND member.id > {}", after)
-            if upper is not None:
-                statement += sql(" AND member.id <= {}", upper)
-            done += await insert(statement + sql(_CONFLICT))
-            if progress is not None:
-                progress(done)
-            if upper is None:
-                return done
-            after = upper
+        spec = ClaimSpec(self.rule.id, self.where, self.occurrence, run_id, due_at, now)
+        return await claims.claim(spec, batch, progress)
 
     async def channel_split(self, now: datetime) -> dict[str, int]:
         """Members by the channel the outbound engine would pick at ``now`` (DESIGN §5)."""
