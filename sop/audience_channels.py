@@ -19,6 +19,7 @@ from sop.sql import Sql, join, sql
 from storage.models.members import OA_OPENID
 
 OA_CS, OA_TEMPLATE, WECOM, UNREACHABLE = "oa_cs", "oa_template", "wecom", "unreachable"
+CHANNELS = (OA_CS, OA_TEMPLATE, WECOM, UNREACHABLE)
 MESSAGE_WINDOW, MESSAGE_QUOTA = timedelta(hours=48), 5
 EVENT_WINDOW, EVENT_QUOTA = timedelta(seconds=60), 3
 
@@ -29,12 +30,6 @@ class ChannelPlan:
 
     appid: str
     template: bool
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        """The channels this rule can reach, in the order they are tried."""
-        oa = (OA_CS, OA_TEMPLATE) if self.template else (OA_CS,)
-        return (*(oa if self.appid else ()), WECOM, UNREACHABLE)
 
 
 def channel_plan(rule: SopRule, settings: Settings) -> ChannelPlan:

@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.config_sop import SopRule
 from sop import audience_sql as a
 from sop import claims
-from sop.audience_channels import ChannelPlan, channel_plan, split_sql
+from sop.audience_channels import CHANNELS, ChannelPlan, channel_plan, split_sql
 from sop.audience_params import (
     ActiveParams,
     CommonParams,
@@ -194,9 +194,11 @@ class Audience:
         return await claims.claim(spec, batch, progress)
 
     async def channel_split(self, now: datetime) -> dict[str, int]:
-        """Members by the channel the outbound engine would pick at ``now`` (DESIGN §5)."""
+        """Members by the channel the outbound engine would pick at ``now`` (DESIGN §5):
+        ``oa_cs``, ``oa_template`` (service rules only), ``wecom``, ``unreachable``, each
+        present (0 when none)."""
         query = split_sql(self.plan, now) + self._from() + sql(" GROUP BY 1")
-        counts = dict.fromkeys(self.plan.channels, 0)
+        counts = dict.fromkeys(CHANNELS, 0)
         for row in await rows(query):
             counts[str(row["channel"])] = int(row["n"])
         return counts

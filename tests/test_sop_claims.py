@@ -111,6 +111,7 @@ async def test_channel_split(settings: Settings) -> None:
     marketing = audience(settings, rule("all"), now)
     assert await marketing.channel_split(now) == {
         "oa_cs": 2,
+        "oa_template": 0,
         "wecom": 1,
         "unreachable": 4,
     }
@@ -126,7 +127,12 @@ async def test_channel_split(settings: Settings) -> None:
     plain = audience(
         settings, rule("all", kind="service").model_copy(update={"account": "plain"}), now
     )
-    assert await plain.channel_split(now) == {"oa_cs": 0, "wecom": 1, "unreachable": 6}
+    assert await plain.channel_split(now) == {
+        "oa_cs": 0,
+        "oa_template": 0,
+        "wecom": 1,
+        "unreachable": 6,
+    }
 
 
 def test_check_audience_names_the_problem() -> None:
