@@ -21,6 +21,7 @@ from bot.clients.registry import Clients
 from bot.clients.tokens import make_token_store
 from bot.clock import BusinessClock, WallClock
 from bot.config import Settings
+from bot.config_sop import EVENTS
 from bot.context import LateReplyHook, MemberResolver, Services
 from bot.metrics import Metrics
 from bot.metrics_points import refresh_points_breaks
@@ -49,6 +50,7 @@ from bot.wechat.budget import ReplyBudget, TimeoutBudget
 from bot.wechat.intake import Deduper, Intake
 from bot.wechat.views import oa_callback, wecom_callback
 from sop.api import SopFirer
+from sop.validate import validate_rules
 from sop.wiring import scheduler_ctx
 from storage import db
 from storage.cache import Cache, make_cache
@@ -77,7 +79,7 @@ class Overrides:
     # The merge engine binding a phone uses; production wires none yet (a MergeRequest
     # then keeps the case for staff).
     merger: Merger | None = None
-    # The SOP engine the scheduler fires (None: only the daily jobs run).
+    # The SOP engine the scheduler fires (None: sop.engine.SopEngine on these services).
     sop_firer: SopFirer | None = None
     run_scheduler: bool | None = None  # None: [sop] scheduler
 
@@ -104,8 +106,9 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     if run_sender:
         app.cleanup_ctx.append(_embedded_sender)
     app.cleanup_ctx.append(_purge_loop)
+    firer = ov.sop_firer or _sop_engine(services)  # event touches are written either way
     if settings.sop.scheduler if ov.run_scheduler is None else ov.run_scheduler:
-        app.cleanup_ctx.append(scheduler_ctx(SERVICES, ov.sop_firer))
+        app.cleanup_ctx.append(scheduler_ctx(SERVICES, firer))
     _routes(app, settings)
     return app
 
@@ -128,6 +131,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     members = MemberService(settings, cache, keys, clock, ActivityRecorder())
     background = Background()
     renderer = Renderer()
+    validate_rules(settings, renderer)
     notify = Notifier(settings, clock, renderer, members.activity)
     events = EventHub()
     tiers = TierService(settings, clock, notify, events)
@@ -158,6 +162,16 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
         events=events,
         resolve_member=ov.resolve_member or members.resolve,
     )
+
+
+def _sop_engine(services: Services) -> SopFirer:
+    """The SOP engine, subscribed to the events its event-triggered SOPs wait for."""
+    from sop.engine import SopEngine
+
+    engine = SopEngine(services)
+    for event in EVENTS:
+        services.events.subscribe(event, engine.dispatcher.on_event)
+    return engine
 
 
 def _intake(app: web.Application, ov: Overrides) -> Intake:

@@ -20,7 +20,10 @@ from bot.context import Services
 from sop import runs
 from sop.audiences import compile_audience
 from sop.dispatch import TouchDispatcher
-from storage.models import SopRun
+from sop.grants import Granted
+from sop.occurrence import bucket
+from sop.variables import TouchContext, variables
+from storage.models import Member, SopRun, Touchpoint
 
 log = logging.getLogger("bot.sop")
 Progress = Callable[[str, int], None]
@@ -107,6 +110,24 @@ class SopEngine:
             already_run=await runs.get(sop_id, fire_time) is not None,
         )
 
+    async def sample_text(self, rule: SopRule, fire_time: datetime) -> str:
+        """The message the first selected member would get (nothing is written)."""
+        if not rule.action.template:
+            return ""
+        audience = compile_audience(rule, fire_time, self.services.settings)
+        found = await audience.sample(1)
+        member = await Member.get_or_none(id=found[0]) if found else None
+        if member is None:
+            return ""
+        day = fire_time.astimezone(self.services.settings.tz).date()
+        touch = Touchpoint(
+            sop_id=rule.id, member_id=member.id, occurrence=bucket(rule, day), due_at=fire_time
+        )
+        context = TouchContext(self.services.settings, rule, touch, member, fire_time)
+        granted = Granted(points=rule.action.points)
+        values = await variables(context, granted)
+        return self.services.renderer.render(rule.action.template, **values)
+
     async def _execute(
         self, rule: SopRule, run: SopRun, fire_time: datetime, progress: Progress | None
     ) -> SopRun:
@@ -124,8 +145,12 @@ class SopEngine:
                 batch=self.services.settings.sop.batch,
                 progress=_stage(progress, "claimed"),
             )
+            sent = _stage(progress, "sent")
             tallies: Counter[str] = await self.dispatcher.dispatch_due(
-                clock.now(), sop_id=rule.id, run_id=int(run.id), progress=_stage(progress, "sent")
+                clock.now(),
+                sop_id=rule.id,
+                run_id=int(run.id),
+                progress=None if sent is None else lambda tally: sent(sum(tally.values())),
             )
             counts.update(tallies)
         except Exception as exc:

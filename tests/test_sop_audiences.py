@@ -14,7 +14,6 @@ from bot.config import Settings
 from sop.audiences import AudienceError
 from sop.occurrence import bucket
 from storage.models import GrowthEntry, Touchpoint
-from tests.conftest import base_config, make_settings
 from tests.audience_support import (
     SH,
     audience,
@@ -26,6 +25,7 @@ from tests.audience_support import (
     signed,
     tag,
 )
+from tests.conftest import base_config, make_settings
 
 
 def test_occurrence_buckets() -> None:

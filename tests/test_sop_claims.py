@@ -9,7 +9,6 @@ import pytest
 from bot.config import Settings
 from sop.audiences import AUDIENCES, AudienceError, check_audience
 from storage.models import Touchpoint
-from tests.conftest import OA_APPID
 from tests.audience_support import (
     SH,
     audience,
@@ -19,6 +18,7 @@ from tests.audience_support import (
     rule,
     staff_customer,
 )
+from tests.conftest import OA_APPID
 
 FIRE = datetime(2027, 5, 20, 10, tzinfo=SH)
 
