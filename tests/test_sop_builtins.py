@@ -1,15 +1,25 @@
-"""Each built-in SOP selects exactly the right members at its fire time (a UTC clock)."""
+"""Each built-in SOP (as config.example.toml ships it) selects exactly the right members
+at its fire time (a UTC clock)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from bot.config_sop import SopRule
 from sop.audiences import check_audience
-from sop.builtins import BUILTIN_RULES, builtin
 from storage.models import GrowthEntry
 from tests.audience_support import SH, audience, lot, member, occurrences, selected, signed
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+BUILTIN_RULES = load_settings(EXAMPLE, env={}).sop.rules
+
+
+def builtin(sop_id: str) -> SopRule:
+    """The built-in SOP of that id, as the example settings define it."""
+    return next(r for r in BUILTIN_RULES if r.id == sop_id)
 
 
 def test_builtins_are_valid_and_match_the_issue() -> None:
@@ -20,7 +30,7 @@ def test_builtins_are_valid_and_match_the_issue() -> None:
         "signin_streak": ("marketing", "0 20 * * *", "day"),
         "birthday": ("service", "0 9 * * *", "year"),
         "member_day": ("marketing", "0 10 * * *", "month"),
-        "reactivation": ("marketing", "0 10 * * *", "ever"),
+        "reactivation": ("marketing", "0 11 * * *", "ever"),
         "welcome_series": ("marketing", "first_subscribe", "ever"),
         "points_expiry": ("service", "0 10 * * *", "ever"),
         "tier_warning": ("service", "0 10 * * *", "year"),
