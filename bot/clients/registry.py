@@ -35,6 +35,7 @@ class Clients:
     ) -> None:
         self.settings = settings
         self.tokens = TokenCache(store, now)
+        self.now = now
         self.pauses = pauses
         self.sleep = sleep
         self._session: aiohttp.ClientSession | None = None

@@ -1,6 +1,8 @@
 """OutboxMessage rows: enqueue idempotently, claim with a lease, settle each row.
 
-Claims are conditional updates, so two senders never own the same row; a row turns
+On PostgreSQL a claim locks its rows with ``SELECT … FOR UPDATE SKIP LOCKED`` in a
+transaction, so senders sharing the table take disjoint batches without waiting on each
+other; on SQLite (one sender per database) a claim is a conditional update. A row turns
 ``sending`` (committed) just before its own API call, and a row still ``sending`` after
 its lease lapsed belonged to a dead sender: it becomes ``unknown`` and is never re-sent.
 """
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
+from tortoise.transactions import in_transaction
 
 from storage.models import OutboxMessage
 from storage.timeutil import utc
@@ -71,6 +75,8 @@ def _claimable(now: datetime) -> Q:
 
 async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
     """Claim up to ``limit`` due rows for this worker (rows whose lease lapsed included)."""
+    if connections.get("default").capabilities.dialect == "postgres":
+        return await _claim_skip_locked(worker, now, lease, limit)
     ids = (
         await OutboxMessage.filter(_claimable(now))
         .order_by("id")
@@ -85,6 +91,30 @@ async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> lis
     return await OutboxMessage.filter(
         id__in=list(ids), claimed_by=worker, status="pending"
     ).order_by("id")
+
+
+async def _claim_skip_locked(
+    worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[OutboxMessage]:
+    until = utc(now + lease)
+    async with in_transaction() as tx:
+        rows = (
+            await OutboxMessage.filter(_claimable(now))
+            .order_by("id")
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+            .using_db(tx)
+        )
+        if not rows:
+            return []
+        await (
+            OutboxMessage.filter(id__in=[r.id for r in rows])
+            .using_db(tx)
+            .update(claimed_by=worker, lease_until=until)
+        )
+    for row in rows:
+        row.claimed_by, row.lease_until = worker, until
+    return list(rows)
 
 
 async def start_sending(row: OutboxMessage, worker: str, now: datetime, lease: timedelta) -> bool:
@@ -119,6 +149,13 @@ async def mark_abandoned(now: datetime) -> int:
     """Rows left ``sending`` past their lease: a sender died mid-call; never re-send."""
     return await OutboxMessage.filter(status="sending", lease_until__lt=utc(now)).update(
         status="unknown", reason="sender died during the call", claimed_by="", lease_until=None
+    )
+
+
+async def release_claims(worker: str) -> int:
+    """This worker's claimed rows still ``pending`` go back to the pool at once."""
+    return await OutboxMessage.filter(claimed_by=worker, status="pending").update(
+        claimed_by="", lease_until=None
     )
 
 
