@@ -195,7 +195,6 @@ async def test_a_sender_killed_at_five_random_points_calls_each_recipient_at_mos
     services: Services, fake: FakeServer, wall: FakeWall
 ) -> None:
     openids = await customer_service_rows(services, fake, 40)
-    fake.platform.fail(platform="oa", api=CUSTOM, errcode=45011, times=6)  # some retries too
     rng = random.Random(20261201)
     left_sending = 0
     for _ in range(5):
@@ -205,8 +204,9 @@ async def test_a_sender_killed_at_five_random_points_calls_each_recipient_at_mos
     counts = await statuses()
     assert set(counts) <= FINAL
     assert sum(counts.values()) == 40
-    assert max(accepted_per_recipient(fake).values()) == 1
-    assert set(accepted_per_recipient(fake)) <= set(openids)
+    assert max(calls_per_recipient(fake).values()) == 1  # at most one call per recipient
+    assert set(calls_per_recipient(fake)) <= set(openids)
+    assert left_sending > 0  # some kills came while calls were in flight
     assert counts["unknown"] == left_sending <= 5 * 4  # only the calls in flight at a kill
     sent = await OutboxMessage.filter(status="sent").values_list("recipient", flat=True)
     assert all(accepted_per_recipient(fake)[r] == 1 for r in sent)
