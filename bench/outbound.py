@@ -92,8 +92,7 @@ async def _enqueue(rows: int, now: Any) -> None:
 
 
 async def _run(args: argparse.Namespace, db_url: str, fake_url: str) -> None:
-    if db.is_sqlite(db_url):
-        await db.migrate(db_url)
+    await db.migrate(db_url)
     await db.open_db(db_url)
     if not db.is_sqlite(db_url):
         await OutboxMessage.all().delete()
