@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from datetime import timedelta
 
 import pytest
 
@@ -240,7 +239,3 @@ async def test_rows_claimed_by_a_live_sender_are_not_taken_by_another(
     assert fake.platform.calls("oa", CUSTOM) == []
     await outbox.release_claims("other")
     assert await sender(services).run_once() == 3
-
-
-def test_lease_outlives_the_due_retry() -> None:
-    assert timedelta(seconds=OutboundSettings().rate_retry_seconds) < LEASE
