@@ -92,7 +92,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     app[SERVICES] = services
     app[METRICS] = Metrics()
     app[RECORDER] = inbound_repo.InboundRecorder()
-    app[SENDER] = Sender(services.clients, services.clock)
+    app[SENDER] = Sender.for_services(services)
     services.notify.wake = app[SENDER].wake
     app[INTAKE] = _intake(app, ov)
     if ov.manage_db:

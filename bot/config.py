@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.config_commerce import AdminSettings, RewardConfig, unique_reward_codes
+from bot.config_outbound import OutboundSettings
 from bot.config_privacy import PrivacySettings
 from bot.config_program import (
     ChatSettings,
@@ -214,6 +215,7 @@ class Settings(_Section):
     privacy: PrivacySettings = PrivacySettings()
     rewards: list[RewardConfig] = Field(default_factory=list)
     sop: SopSettings = SopSettings()
+    outbound: OutboundSettings = OutboundSettings()
 
     @field_validator("rewards")
     @classmethod

@@ -42,7 +42,7 @@ async def _main(settings: Settings) -> None:
     await db.open_db(settings.database.url)
     services = build_services(settings)
     await services.clients.start()
-    sender = Sender(services.clients, services.clock)
+    sender = Sender.for_services(services)
     task = asyncio.create_task(sender.run(), name="outbox-sender")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

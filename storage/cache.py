@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from storage.keys import Key
 
@@ -272,6 +273,10 @@ class RedisCache:
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
         self._put_release = self._redis.register_script(_PUT_RELEASE)
+
+    def script(self, source: str) -> AsyncScript:
+        """Register a Lua script on this connection pool (other shared state, one script)."""
+        return self._redis.register_script(source)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""

@@ -52,6 +52,10 @@ class KeyBuilder:
         """An API paused for one account after its daily quota ran out."""
         return Key(f"{self.prefix}:pause:{platform}:{app_id}:{api}", max(seconds, 1))
 
+    def rate_bucket(self, platform: str, app_id: str, api: str) -> Key:
+        """The outbound token bucket of one API of one app (refilled within a minute)."""
+        return Key(f"{self.prefix}:bucket:{platform}:{app_id}:{api}", 60)
+
     def identity(self, kind: str, app: str, value: str) -> Key:
         """identity → member cache; merges, undos and deletions must clear it."""
         return Key(f"{self.prefix}:idm:{kind}:{app}:{value}", 86400)

@@ -614,3 +614,35 @@ async def test_group_chats_and_transfers(fake: Client, clock: Clock) -> None:
     assert done["customer"][0]["status"] == 1
     got = await ec(fake, "get", token=token, external_userid="wmCust1")
     assert [f["userid"] for f in got["follow_user"]] == ["lisi"]
+
+
+# --- global rate limits ---------------------------------------------------------------
+
+
+async def test_rate_limit_refuses_calls_above_the_rate_until_the_clock_moves(
+    fake: Client, clock: Clock
+) -> None:
+    token = await oa_token(fake)
+    await ctl(fake, "interaction", {"appid": SERVICE, "openid": "oUser1", "kind": "message"})
+    limit = {"platform": "oa", "api": "cgi-bin/message/custom/send", "per_second": 2}
+    assert await ctl(fake, "rate_limit", limit) == {"ok": True}
+    assert [await custom(fake, token) for _ in range(3)] == [0, 0, 45011]
+    clock.advance(0.5)  # half a second refills one token
+    assert [await custom(fake, token) for _ in range(2)] == [0, 45011]
+    assert code(await oa(fake, "message/template/send", template_to("oUser1"), token)) == 0
+    await ctl(fake, "rate_limit", {**limit, "per_second": 0})  # lifted
+    assert await custom(fake, token) == 0
+
+
+async def test_wecom_rate_limit_on_every_api_answers_45009(fake: Client) -> None:
+    agent = await wecom_token(fake, AGENT_SECRET)
+    await ctl(fake, "rate_limit", {"platform": "wecom", "per_second": 1})
+    message = {"touser": "lisi", "msgtype": "text", "agentid": AGENT_ID, "text": {"content": "hi"}}
+    assert code(await wc(fake, "message/send", message, agent)) == 0
+    assert code(await wc(fake, "message/send", message, agent)) == 45009
+
+
+async def test_rate_limit_control_rejects_bad_input(fake: Client) -> None:
+    for body in ({"platform": "nope", "per_second": 1}, {"platform": "oa", "per_second": -1}):
+        async with fake.post("/_control/rate_limit", json=body) as resp:
+            assert resp.status == 400

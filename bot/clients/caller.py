@@ -7,6 +7,10 @@ Error codes differ by platform (DESIGN §7):
 - WeCom 40001: a bad secret → no retry; logged as an alert.
 An error answer proves nothing was done, so those retries are safe on every API; an
 unknown outcome (timeout, 5xx) is retried only for idempotent calls.
+
+Inside :func:`single_attempt` (the outbound sender) a call makes one attempt and raises
+what it got: the sender puts the row back with a due time instead of sleeping in-process,
+and its token buckets set the pace.
 https://developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code.html
 https://developer.work.weixin.qq.com/document/path/90313
 """
@@ -14,8 +18,10 @@ https://developer.work.weixin.qq.com/document/path/90313
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +35,21 @@ from storage.keys import KeyBuilder
 
 log = logging.getLogger("bot.clients")
 Sleep = Callable[[float], Awaitable[None]]
+_SINGLE_ATTEMPT: ContextVar[bool] = ContextVar("single_attempt", default=False)
+
+
+@contextlib.contextmanager
+def single_attempt() -> Iterator[None]:
+    """Calls made inside (this task) are tried once: no back-off sleeps, no retries.
+
+    A rejected token is still refreshed and the call repeated: that answer proves nothing
+    was done.
+    """
+    reset = _SINGLE_ATTEMPT.set(True)
+    try:
+        yield
+    finally:
+        _SINGLE_ATTEMPT.reset(reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +151,7 @@ class ApiCaller:
         token = await self.token()
         refreshed = False
         attempt = 0
+        retries = 0 if _SINGLE_ATTEMPT.get() else self.retries
         while True:
             query = {**(params or {}), "access_token": token}
             try:
@@ -142,13 +164,13 @@ class ApiCaller:
                     refreshed = True
                     continue
                 await self._raise_final(exc)
-                if attempt >= self.retries:
+                if attempt >= retries:
                     raise
             except NotSent:
-                if attempt >= self.retries:
+                if attempt >= retries:
                     raise
             except OutcomeUnknown:
-                if not idempotent or attempt >= self.retries:
+                if not idempotent or attempt >= retries:
                     raise
             await self.sleep(0.5 * 2**attempt)
             attempt += 1

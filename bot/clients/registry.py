@@ -16,6 +16,8 @@ from bot.clients.wecom import WeComClient
 from bot.clients.wecom.token import fetch_wecom_token
 from bot.config import OfficialAccountSettings, Settings, WeComSettings
 
+TOKEN_MEMO_SECONDS = 60.0
+
 
 class ClientsNotStarted(RuntimeError):
     """The HTTP session is opened by the app's start-up (or ``Clients.start``)."""
@@ -34,7 +36,9 @@ class Clients:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
-        self.tokens = TokenCache(store, now)
+        # A token is reused in-process for a minute (a replaced one works for 5 minutes).
+        self.tokens = TokenCache(store, now, memo_seconds=TOKEN_MEMO_SECONDS)
+        self.now = now
         self.pauses = pauses
         self.sleep = sleep
         self._session: aiohttp.ClientSession | None = None

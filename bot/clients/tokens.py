@@ -75,20 +75,38 @@ class TokenStore(Protocol):
 class TokenCache:
     """Hands out tokens; refreshes through the store with in-process single flight."""
 
-    def __init__(self, store: TokenStore, now: Now = time.time) -> None:
+    def __init__(self, store: TokenStore, now: Now = time.time, memo_seconds: float = 0.0) -> None:
         self.store = store
         self.now = now
+        self.memo_seconds = memo_seconds
+        self._memo: dict[str, tuple[Token, float]] = {}
         self._flights: dict[str, asyncio.Future[Token]] = {}
 
     async def get(self, key: TokenKey, fetch: Fetch) -> str:
-        """A fresh token."""
+        """A fresh token.
+
+        With ``memo_seconds`` a token read from the store is reused in-process for that long
+        (the outbound sender's calls would otherwise read the store once each): safe while
+        it is shorter than the 5 minutes a replaced token keeps working, and a rejected
+        token is refreshed at once (:meth:`invalidate`).
+        """
+        now = self.now()
+        memo = self._memo.get(key.name)
+        if memo is not None and memo[1] > now and memo[0].fresh(now):
+            return memo[0].value
         token = await self.store.read(key)
-        if token is not None and token.fresh(self.now()):
+        if token is not None and token.fresh(now):
+            self._remember(key, token, now)
             return token.value
         return await self._refresh(key, token.value if token else None, fetch)
 
+    def _remember(self, key: TokenKey, token: Token, now: float) -> None:
+        if self.memo_seconds > 0:
+            self._memo[key.name] = (token, now + self.memo_seconds)
+
     async def invalidate(self, key: TokenKey, stale: str, fetch: Fetch) -> str:
         """The platform rejected ``stale``: get a new one (once for all processes)."""
+        self._memo.pop(key.name, None)
         return await self._refresh(key, stale, fetch)
 
     async def _refresh(self, key: TokenKey, stale: str | None, fetch: Fetch) -> str:
@@ -99,6 +117,7 @@ class TokenCache:
         self._flights[key.name] = flight
         try:
             token = await self.store.refresh(key, stale, fetch, self.now)
+            self._remember(key, token, self.now())
             flight.set_result(token)
             return token.value
         except BaseException as exc:

@@ -1,8 +1,12 @@
-"""The outbound sender: claims due OutboxMessage rows and sends each exactly once.
+"""The outbound sender: claims due OutboxMessage rows and sends each at most once.
 
-At most once: a row is marked ``sending`` (committed) before its call; an error answer
-proves nothing was sent (failed, or pending again for quota/not-sent), a timeout does not
-(``unknown``, never retried here).
+A pass claims a batch (with a lease) and sends it with up to ``[outbound] concurrency``
+calls in flight. Each row first takes a token from its API's global bucket, then turns
+``sending`` (committed) just before its own call; calls are made with the client's
+retries off (:func:`single_attempt`), so an answer settles the row at once
+(:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
+an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
+rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`).
 """
 
 from __future__ import annotations
@@ -12,35 +16,72 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import datetime, timedelta
-from typing import Any
+from collections import deque
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from bot.clients.errors import ApiError, NotSent, OutcomeUnknown, QuotaExhausted
+from bot.clients.caller import single_attempt
 from bot.clients.registry import Clients
 from bot.clock import BusinessClock
+from bot.config_outbound import OutboundSettings
+from bot.outbox.channels import UnknownChannel, app_id, channel_of, deliver
+from bot.outbox.policy import SENT, Outcome, classify
+from bot.outbox.ratelimit import MemoryBuckets, RateLimiter, make_limiter
+from bot.outbox.wecom_tasks import CHANNEL as WECOM_CUSTOMER
+from bot.outbox.wecom_tasks import TaskSender
+from bot.templating import Renderer
 from storage.models import OutboxMessage
 from storage.repos import outbox
 
+if TYPE_CHECKING:
+    from bot.context import Services
+
 log = logging.getLogger("bot.outbox")
 LEASE = timedelta(seconds=90)
-
-
-class UnknownChannel(ValueError):
-    """A row names a channel this sender cannot send on."""
+__all__ = ["LEASE", "Sender", "UnknownChannel"]
 
 
 class Sender:
-    """Claims batches and sends them; one per process (one per database on SQLite)."""
+    """Claims batches and sends them; any number per PostgreSQL, one per SQLite database."""
 
     def __init__(
-        self, clients: Clients, clock: BusinessClock, batch: int = 50, idle: float = 1.0
+        self,
+        clients: Clients,
+        clock: BusinessClock,
+        batch: int | None = None,
+        idle: float = 1.0,
+        *,
+        settings: OutboundSettings | None = None,
+        limiter: RateLimiter | None = None,
+        renderer: Renderer | None = None,
     ) -> None:
         self.clients = clients
         self.clock = clock
-        self.batch = batch
+        self.settings = settings or clients.settings.outbound
+        self.batch = batch or self.settings.batch
         self.idle = idle
+        self.limiter = limiter or MemoryBuckets(self.settings, clients.now, clients.sleep)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.tasks = TaskSender(
+            clients, clock, self.limiter, self.settings, renderer or Renderer(), self.worker, LEASE
+        )
         self._wakeup = asyncio.Event()
+
+    @classmethod
+    def for_services(cls, services: Services) -> Sender:
+        """The sender of a process: buckets in Redis when the cache is Redis."""
+        settings = services.settings.outbound
+        limiter = make_limiter(
+            settings, services.cache, services.keys, services.wall.time, services.clients.sleep
+        )
+        return cls(
+            services.clients,
+            services.clock,
+            settings=settings,
+            limiter=limiter,
+            renderer=services.renderer,
+        )
 
     def wake(self) -> None:
         """New work was enqueued in this process."""
@@ -67,8 +108,9 @@ class Sender:
         if abandoned:
             log.warning("outbox rows left sending by a dead sender", extra={"count": abandoned})
         rows = await outbox.claim(self.worker, now, LEASE, self.batch)
-        for row in rows:
-            await self.send_one(row)
+        if rows:
+            await self._send_all(_one_per_task(rows))
+            await outbox.release_claims(self.worker)
         return len(rows)
 
     async def drain(self, max_passes: int = 100) -> None:
@@ -77,70 +119,68 @@ class Sender:
             if not await self.run_once():
                 return
 
+    async def _send_all(self, rows: list[OutboxMessage]) -> None:
+        queue = deque(rows)
+
+        async def work() -> None:
+            while queue:
+                row = queue.popleft()
+                try:
+                    await self.send_one(row)
+                except Exception:  # one row's storage error must not stop its batch
+                    log.exception("outbox row not settled", extra={"outbox_id": row.id})
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self.settings.concurrency, len(queue))):
+                group.create_task(work())
+
     async def send_one(self, row: OutboxMessage) -> None:
-        """Send one claimed row and record the outcome."""
+        """Send one claimed row (a WeCom customer row: its whole task) and record the outcome."""
+        if row.channel == WECOM_CUSTOMER:
+            await self.tasks.send(row)
+            return
+        try:
+            channel = channel_of(row)
+        except UnknownChannel:
+            if await outbox.start_sending(row, self.worker, self.clock.now(), LEASE):
+                await outbox.settle(row.id, "failed", f"unknown channel {row.channel}")
+            return
+        await self.limiter.acquire(
+            channel.platform, app_id(self.clients, row, channel), channel.api
+        )
         if not await outbox.start_sending(row, self.worker, self.clock.now(), LEASE):
             return
-        status, reason, retry_at = await self._attempt(row)
-        if retry_at is not None:
-            await outbox.retry_later(row.id, retry_at, reason)
-        else:
-            sent_at = self.clock.now() if status == "sent" else None
-            await outbox.settle(row.id, status, reason, sent_at)
-        log.info(
-            "outbox row settled",
-            extra={"outbox_id": row.id, "channel": row.channel, "status": status, "reason": reason},
-        )
-
-    async def _attempt(self, row: OutboxMessage) -> tuple[str, str, datetime | None]:
         try:
-            await self._deliver(row)
-        except QuotaExhausted as exc:
-            return "pending", f"quota: {exc.errcode}", self._next_midnight()
-        except NotSent as exc:
-            return "pending", str(exc), self.clock.now() + timedelta(seconds=30)
-        except ApiError as exc:
-            return "failed", f"{exc.errcode} {exc.errmsg}", None
-        except OutcomeUnknown as exc:
-            return "unknown", str(exc), None
+            with single_attempt():
+                await deliver(self.clients, row)
+            outcome = SENT
         except Exception as exc:
-            log.exception("outbox send failed", extra={"outbox_id": row.id})
-            return "failed", f"internal: {type(exc).__name__}", None
-        return "sent", "", None
+            now = self.clock.now()
+            attempts = row.attempts + 1
+            outcome = classify(
+                exc, channel.platform, now, self.settings, channel.idempotent, attempts
+            )
+        await self._record(row, outcome)
 
-    def _next_midnight(self) -> datetime:
-        now = self.clock.now()
-        return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
-
-    async def _deliver(self, row: OutboxMessage) -> None:
-        payload: dict[str, Any] = row.payload
-        if row.channel == "oa_cs":
-            await _send_oa_cs(self.clients, row.account, row.recipient, payload)
-        elif row.channel == "oa_template":
-            await _send_oa_template(self.clients, row.account, row.recipient, payload)
-        elif row.channel == "wecom_agent":
-            await self.clients.wecom().message.send_text(row.recipient, str(payload["text"]))
+    async def _record(self, row: OutboxMessage, outcome: Outcome) -> None:
+        if outcome.retry_at is not None:
+            await outbox.retry_later(row.id, outcome.retry_at, outcome.reason)
         else:
-            raise UnknownChannel(row.channel)
+            sent_at = self.clock.now() if outcome.status == "sent" else None
+            await outbox.settle(row.id, outcome.status, outcome.reason, sent_at)
+        extra = {"outbox_id": row.id, "channel": row.channel, "status": outcome.status}
+        log.info("outbox row settled", extra={**extra, "reason": outcome.reason})
 
 
-async def _send_oa_cs(clients: Clients, account: str, openid: str, payload: dict[str, Any]) -> None:
-    message = clients.oa(account).message
-    if "news" in payload:
-        news = payload["news"]
-        await message.send_news(
-            openid, news["title"], news["description"], news["url"], news["picurl"]
-        )
-    elif "image" in payload:
-        await message.send_image(openid, str(payload["image"]["media_id"]))
-    else:
-        await message.send_text(openid, str(payload["text"]))
-
-
-async def _send_oa_template(
-    clients: Clients, account: str, openid: str, payload: dict[str, Any]
-) -> None:
-    message = clients.oa(account).message
-    data = payload["data"]
-    url = str(payload.get("url", ""))
-    await message.send_template(openid, str(payload["template_id"]), data, url)
+def _one_per_task(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
+    """Claimed rows, with one row standing for each WeCom task (it gathers the others)."""
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for row in rows:
+        if row.channel == WECOM_CUSTOMER:
+            task = (row.account, row.group_key, row.staff_userid)
+            if task in seen:
+                continue
+            seen.add(task)
+        kept.append(row)
+    return kept

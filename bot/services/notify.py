@@ -5,7 +5,12 @@
    since (WeChat answers 45015/45047 otherwise). The slot is claimed in the database.
 2. Else, for service notices only, a template message on a verified service account,
    when the notice has a configured template_id and the day's template quota lasts.
-3. WeCom through the member's staff is not wired yet: skipped.
+3. Else WeCom through the member's staff: the member's most recent active StaffCustomer
+   relation gives a ``wecom_customer`` row (recipient = external_userid), sent as one
+   add_msg_template task per staff member and group (``awaiting_staff`` until the send
+   result). With a ``group_key`` the row is ``held`` until the caller releases the group;
+   without one the notice is its own group, pending at once. Quiet hours do not apply:
+   staff choose when to send.
 4. Else an ``unreachable`` outbox row with the reason (never sent).
 
 Customer service: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
@@ -14,6 +19,7 @@ Template: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Te
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,8 +37,9 @@ from storage.repos.outbox import NewMessage
 
 MESSAGE_WINDOW, MESSAGE_QUOTA = timedelta(hours=48), 5
 EVENT_WINDOW, EVENT_QUOTA = timedelta(seconds=60), 3
-CS, TEMPLATE = "oa_cs", "oa_template"
+CS, TEMPLATE, WECOM = "oa_cs", "oa_template", "wecom_customer"
 Kind = Literal["service", "marketing"]
+GROUP_KEY_MAX = 128
 
 
 class NotifyError(ValueError):
@@ -41,7 +48,8 @@ class NotifyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NotifyOutcome:
-    """Where a notice went: ``oa_cs``, ``oa_template`` or ``unreachable`` (with why)."""
+    """Where a notice went: ``oa_cs``, ``oa_template``, ``wecom_customer`` or
+    ``unreachable`` (with why)."""
 
     channel: str
     outbox_id: int
@@ -141,6 +149,10 @@ class Notifier:
             reasons.append(why)
         elif notice.kind == "marketing":
             reasons.append("template messages never carry marketing")
+        row, why = await self._wecom(notice, now)
+        if row is not None:
+            return _outcome(row)
+        reasons.append(why)
         unreachable = notice.row("none", "", "", {"text": notice.text})
         return _outcome(await repo.record_unreachable(unreachable, now, "; ".join(reasons)))
 
@@ -170,6 +182,30 @@ class Notifier:
             row = notice.row(TEMPLATE, name, ident.openid, payload)
             return await repo.enqueue_template(row, now), ""
         return None, "daily template quota used up"
+
+    async def _wecom(self, notice: _Notice, now: datetime) -> tuple[OutboxMessage | None, str]:
+        wecom = self.settings.wecom
+        if wecom is None:
+            return None, "no WeCom corp configured"
+        relation = await repo.active_staff_customer(notice.member_id, wecom.corp_id)
+        if relation is None:
+            return None, "no active WeCom staff relation"
+        staff, external = relation
+        group = notice.group_key or _group_of(notice.key)
+        row = NewMessage(
+            notice.key,
+            WECOM,
+            wecom.name,
+            external,
+            {"text": notice.text},
+            "notice",
+            notice.member_id,
+            notice.kind,
+            group_key=group,
+            staff_userid=staff,
+        )
+        status = "held" if notice.group_key else "pending"
+        return await repo.enqueue_status(row, now, status), ""
 
     def _today(self, now: datetime) -> tuple[datetime, datetime]:
         day = now.astimezone(self.settings.tz).date()
@@ -201,6 +237,13 @@ class _Notice:
         data = {"first": {"value": self.text}}
         data.update({k: {"value": _plain(v)} for k, v in self.variables.items()})
         return data
+
+
+def _group_of(key: str) -> str:
+    """A notice's own group: its key (hashed when longer than the column)."""
+    if len(key) <= GROUP_KEY_MAX:
+        return key
+    return "notify#" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def _plain(value: Any) -> str:

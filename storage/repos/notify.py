@@ -16,7 +16,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from storage.models import Identity, OutboxMessage
+from storage.models import Identity, OutboxMessage, StaffCustomer
 from storage.models.members import OA_OPENID
 from storage.repos.outbox import NewMessage, enqueue, insert
 from storage.timeutil import utc
@@ -103,6 +103,25 @@ async def templates_between(account: str, start: datetime, end: datetime) -> int
 async def enqueue_template(row: NewMessage, now: datetime) -> OutboxMessage:
     """Enqueue a template-message row (idempotent by key)."""
     return await enqueue(row, now)
+
+
+async def active_staff_customer(member_id: int, corp: str) -> tuple[str, str] | None:
+    """(staff userid, external userid) of the member's most recent active relation."""
+    found = (
+        await StaffCustomer.filter(member_id=member_id, corp=corp, status="active")
+        .order_by("-created_at", "-id")
+        .limit(1)
+        .values_list("staff_userid", "external_userid")
+    )
+    if not found:
+        return None
+    staff, external = found[0]
+    return str(staff), str(external)
+
+
+async def enqueue_status(row: NewMessage, now: datetime, status: str) -> OutboxMessage:
+    """Insert a row in ``status`` (``held`` rows wait for their group's release)."""
+    return await _create(row, now, status=status)
 
 
 async def record_unreachable(row: NewMessage, now: datetime, reason: str) -> OutboxMessage:

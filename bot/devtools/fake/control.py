@@ -42,6 +42,18 @@ def fail(p: FakePlatform, body: Body, _: Query) -> Json:
     return OK
 
 
+def rate_limit(p: FakePlatform, body: Body, _: Query) -> Json:
+    """``{"platform", "api", "per_second"}``: a global rate limit (0 lifts it)."""
+    platform = body.need("platform")
+    if platform not in PLATFORMS:
+        raise ValueError("platform must be oa, wecom or mp")
+    per_second = _number(body, "per_second")
+    if per_second < 0:
+        raise ValueError("per_second must not be negative")
+    p.rate_limit(platform, body.text("api") or "*", per_second)
+    return OK
+
+
 def expire_tokens(p: FakePlatform, _: Body, __: Query) -> Json:
     """Every token expires now."""
     p.expire_tokens()
@@ -166,6 +178,7 @@ def _error(status: int, error: str, message: str) -> web.Response:
 
 POSTS: dict[str, Control] = {
     "fail": fail,
+    "rate_limit": rate_limit,
     "expire_tokens": expire_tokens,
     "interaction": interaction,
     "users": users,

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from bot.devtools.fake.platform import FakePlatform
 
 NOT_FOUND = -404  # internal marker: no such API (answered with HTTP 404)
+# What each platform answers above a global rate limit (WeCom: "api freq out of limit").
+RATE_LIMITED = {"oa": 45011, "wecom": 45009, "mp": 45011}
 METHOD_ERRORS = {"GET": (43001, "require GET method"), "POST": (43002, "require POST method")}
 
 
@@ -31,6 +33,8 @@ async def handle(p: FakePlatform, req: ApiRequest) -> Answer:
     query = {k: v for k, v in req.query.items() if k != "access_token"}
     call = Call(p.next_seq(), req.platform, req.api, query, req.recorded_body(), p.now())
     p.world.calls.append(call)
+    for observer in list(p.observers):
+        observer(call)
     status = 200
     try:
         body = await _answer(p, req)
@@ -45,6 +49,10 @@ async def _answer(p: FakePlatform, req: ApiRequest) -> Json:
     for hold in [h for h in p.world.holds if (h.platform, h.api) == (req.platform, req.api)]:
         hold.waiting += 1
         await hold.released.wait()
+    limits = p.world.rate_limits
+    for limit in (limits.get((req.platform, req.api)), limits.get((req.platform, "*"))):
+        if limit is not None and not limit.take(p.now()):
+            raise FakeError(RATE_LIMITED[req.platform], "api freq out of limit")
     failure = _take_failure(p.world.failures, req.platform, req.api)
     if failure is not None:
         if failure.delay:

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from bot.devtools.fake import dispatch, oa_mass, oa_messages, oa_users, wecom_contacts, wecom_groups
 from bot.devtools.fake.common import ApiRequest
-from bot.devtools.fake.state import Call, Delivery, Failure, Hold, OAAccount, OAUser, World
+from bot.devtools.fake.state import (
+    Call,
+    Delivery,
+    Failure,
+    Hold,
+    OAAccount,
+    OAUser,
+    RateLimit,
+    World,
+)
 from bot.devtools.fake.tokens import TokenBook
 from bot.devtools.fake.wecom_state import CorpState, Customer
 
@@ -36,6 +45,9 @@ class FakePlatform:
         self._accounts: list[tuple[str, str, str, bool]] = []
         self._corps: list[tuple[str, int, str, str]] = []
         self._fixtures = False
+        # Called with each call as it is recorded (before it is answered): tests use it to
+        # stop a sender mid-call.
+        self.observers: list[Callable[[Call], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = time.time) -> FakePlatform:
@@ -137,6 +149,19 @@ class FakePlatform:
         failure = Failure(platform, api, times, errcode, errmsg, delay)
         self.world.failures.append(failure)
         return failure
+
+    def rate_limit(self, platform: str, api: str, per_second: float) -> RateLimit | None:
+        """At most ``per_second`` calls a second of ``api`` (``*``: all); 0 lifts the limit.
+
+        Calls above it answer the platform's rate code (OA 45011, WeCom 45009).
+        """
+        if per_second <= 0:
+            self.world.rate_limits.pop((platform, api), None)
+            return None
+        burst = max(1.0, per_second)
+        limit = RateLimit(platform, api, per_second, burst, self.now())
+        self.world.rate_limits[(platform, api)] = limit
+        return limit
 
     def hold(self, platform: str, api: str) -> Hold:
         """Calls of ``api`` wait until the returned hold is released (a slow platform)."""

@@ -171,6 +171,28 @@ class Failure:
 
 
 @dataclass
+class RateLimit:
+    """A global rate limit on one API (``*``: every API of the platform): a token bucket
+    of ``per_second`` tokens a second (holding one second's worth) on the fake's clock."""
+
+    platform: str
+    api: str
+    per_second: float
+    tokens: float
+    at: float
+
+    def take(self, now: float) -> bool:
+        """Take a token; False when the bucket is empty (the call is refused)."""
+        if now > self.at:
+            burst = max(1.0, self.per_second)
+            self.tokens, self.at = min(burst, self.tokens + (now - self.at) * self.per_second), now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
 class Hold:
     """Calls of one API wait until released: a slow platform on cue, without wall time."""
 
@@ -196,5 +218,6 @@ class World:
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
+    rate_limits: dict[tuple[str, str], RateLimit] = field(default_factory=dict)
     sms: list[SmsMessage] = field(default_factory=list)
     next_msg_id: int = 1_000_000_001

@@ -1,0 +1,139 @@
+"""Global token buckets per (platform, app id, API): the outbound engine's pace.
+
+Each call reserves one token; when the bucket is empty the reservation still succeeds
+and says how long to wait (the token is the caller's after that wait), so one round trip
+per call and no polling. With Redis one Lua script keeps the bucket, atomically, for
+every process of a deployment; without Redis the bucket lives in this process (the
+embedded default runs one sender). A bucket holds one second of its rate (at least one
+token), so an idle API may start with a burst of that size.
+
+Time comes from the injected wall clock (seconds since the epoch, the same on every host
+within clock skew); waiting uses the injected sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.config_outbound import OutboundSettings
+from storage.cache import Cache, RedisCache
+from storage.keys import KeyBuilder
+
+Now = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  at = now
+end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if tokens >= 0 then
+  return '0'
+end
+return string.format('%.6f', -tokens / rate)
+"""
+
+
+class RateLimiter(Protocol):
+    """Paces calls of one API of one app."""
+
+    async def acquire(self, platform: str, app_id: str, api: str) -> float:
+        """Wait for this call's token; returns the seconds waited."""
+
+
+def reserve(
+    tokens: float, at: float, now: float, rate: float, burst: float
+) -> tuple[float, float, float]:
+    """One reservation: (tokens left, as of when, seconds to wait for the token)."""
+    if now > at:
+        tokens, at = min(burst, tokens + (now - at) * rate), now
+    tokens -= 1
+    return tokens, at, (0.0 if tokens >= 0 else -tokens / rate)
+
+
+class _Buckets(ABC):
+    def __init__(self, settings: OutboundSettings, now: Now, sleep: Sleep) -> None:
+        self.settings = settings
+        self.now = now
+        self.sleep = sleep
+
+    async def acquire(self, platform: str, app_id: str, api: str) -> float:
+        """Reserve a token of this API's bucket and wait until it is due."""
+        rate = self.settings.rate(platform, api)
+        wait = await self._reserve((platform, app_id, api), rate, max(1.0, rate))
+        if wait > 0:
+            await self.sleep(wait)
+        return wait
+
+    @abstractmethod
+    async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:
+        """Take one token; the seconds until it is due (0: now)."""
+
+
+class MemoryBuckets(_Buckets):
+    """The buckets of this process (no Redis: one sender per database)."""
+
+    def __init__(
+        self, settings: OutboundSettings, now: Now = time.time, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        super().__init__(settings, now, sleep)
+        self._state: dict[tuple[str, str, str], tuple[float, float]] = {}
+
+    async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:
+        now = self.now()
+        tokens, at = self._state.get(name, (burst, now))
+        tokens, at, wait = reserve(tokens, at, now, rate, burst)
+        self._state[name] = (tokens, at)
+        return wait
+
+
+class RedisBuckets(_Buckets):
+    """Buckets in Redis, shared by every process (one atomic script per call)."""
+
+    def __init__(
+        self,
+        cache: RedisCache,
+        keys: KeyBuilder,
+        settings: OutboundSettings,
+        now: Now = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        super().__init__(settings, now, sleep)
+        self.keys = keys
+        self._script = cache.script(_RESERVE)
+
+    async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:
+        key = self.keys.rate_bucket(*name)
+        args: list[str | int] = [f"{self.now():.6f}", repr(rate), repr(burst), key.ttl * 1000]
+        answer = await self._script(keys=[key.name], args=args)
+        return float(answer)
+
+
+def make_limiter(
+    settings: OutboundSettings,
+    cache: Cache,
+    keys: KeyBuilder,
+    now: Now = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> RateLimiter:
+    """Redis buckets when the cache is Redis, else in-process buckets."""
+    if isinstance(cache, RedisCache):
+        return RedisBuckets(cache, keys, settings, now, sleep)
+    return MemoryBuckets(settings, now, sleep)
