@@ -184,9 +184,7 @@ async def _history_block(run: SopRun, settings: Settings) -> str:
     if run.status == runs.MISSED:
         return head
     counts = run.counts or {}
-    lines.append(
-        f"    selected {counts.get('selected', 0)}, claimed {counts.get('claimed', 0)}"
-    )
+    lines.append(f"    selected {counts.get('selected', 0)}, claimed {counts.get('claimed', 0)}")
     touches = await _touch_outcomes(int(run.id))
     if touches:
         lines.append("    touches: " + ", ".join(f"{k} {n}" for k, n in touches.most_common()))

@@ -29,6 +29,7 @@ DEFAULT_JOBS = {
     "tiers_evaluate": "auto",
     "points_reconcile": "30 3 * * *",
     "wecom_sync": "0 2 * * *",  # only when [wecom] is configured
+    "wecom_tasks": "*/15 * * * *",  # group-message send results; only with [wecom]
 }
 AUTO_CRON_JOBS = ("tiers_evaluate",)
 

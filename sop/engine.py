@@ -82,9 +82,7 @@ class SopEngine:
             return None
         return await self._execute(rule, run, fire_time, progress)
 
-    async def resume(
-        self, run: SopRun, *, runner: str, progress: Progress | None = None
-    ) -> SopRun:
+    async def resume(self, run: SopRun, *, runner: str, progress: Progress | None = None) -> SopRun:
         """Finish a run a dead runner left ``running`` (its claims are idempotent)."""
         if not await runs.adopt(int(run.id), runner):
             return await SopRun.get(id=run.id)

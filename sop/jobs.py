@@ -84,13 +84,22 @@ async def sync_wecom(services: Services, fire_time: datetime, now: datetime) -> 
     return counts
 
 
+async def reconcile_wecom_tasks(services: Services, fire_time: datetime, now: datetime) -> Counts:
+    """Read the send results of WeCom group-message tasks still awaiting their staff."""
+    from bot.outbox.wecom_tasks import reconcile_awaiting
+
+    return {"settled": await reconcile_awaiting(services.clients, now)}
+
+
 _JOBS: dict[str, JobFn] = {
     "points_expire": expire_points,
     "coupons_expire": expire_coupons,
     "tiers_evaluate": evaluate_tiers,
     "points_reconcile": reconcile_points,
     "wecom_sync": sync_wecom,
+    "wecom_tasks": reconcile_wecom_tasks,
 }
+_NEEDS_WECOM = ("wecom_sync", "wecom_tasks")
 
 
 def evaluation_cron(membership: MembershipSettings) -> str:
@@ -104,7 +113,7 @@ def daily_jobs(services: Services) -> list[DailyJob]:
     settings = services.settings
     made = []
     for name, cron in settings.sop.jobs.items():
-        if not cron or (name == "wecom_sync" and settings.wecom is None):
+        if not cron or (name in _NEEDS_WECOM and settings.wecom is None):
             continue
         if cron == "auto":
             cron = evaluation_cron(settings.membership)

@@ -12,7 +12,6 @@ from sop.audiences import check_audience
 from storage.models import GrowthEntry
 from tests.audience_support import SH, audience, lot, member, occurrences, selected, signed
 
-
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 BUILTIN_RULES = load_settings(EXAMPLE, env={}).sop.rules
 
