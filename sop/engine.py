@@ -117,6 +117,7 @@ class SopEngine:
         member = await Member.get_or_none(id=found[0]) if found else None
         if member is None:
             return ""
+        member.points_balance += rule.action.points  # as the member will read it (unsaved)
         day = fire_time.astimezone(self.services.settings.tz).date()
         touch = Touchpoint(
             sop_id=rule.id, member_id=member.id, occurrence=bucket(rule, day), due_at=fire_time

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -14,7 +14,7 @@ from bot.config_sop import DEFAULT_JOBS
 from sop import runs
 from sop.wiring import SCHEDULER
 from storage.cache import MemoryCache
-from storage.models import SopRun
+from storage.models import Member, SopRun, Touchpoint
 from storage.timeutil import utc
 from tests.conftest import base_config, make_settings
 from tests.sched_support import RecordingFirer, cron_rule
@@ -83,3 +83,42 @@ async def test_the_scheduler_is_off_when_configured(database: str) -> None:
     await server.close()
     assert SCHEDULER not in app
     assert await SopRun.all().count() == 0
+
+
+async def _serve_real_engine(settings: Settings, clock: Clock) -> None:
+    overrides = Overrides(clock=clock.clock, cache=MemoryCache(), manage_db=False, run_sender=False)
+    app = create_app(settings, overrides)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        await app[SCHEDULER].settled()
+    finally:
+        await server.close()
+
+
+async def test_the_real_engine_catches_up_a_birthday_after_a_restart(database: str) -> None:
+    birthday = {
+        "id": "birthday",
+        "kind": "service",
+        "trigger": {"cron": "0 9 * * *"},
+        "audience": {"name": "birthday_today"},
+        "action": {"template": "sop_birthday", "points": 200},
+        "once_per": "year",
+    }
+    settings = make_settings(base_config(database), sop={"jobs": NO_JOBS, "rules": [birthday]})
+    born = await Member.create(
+        code="MCATCH01", birthday=date(1990, 3, 2), birth_md=302, created_at=DAY1
+    )
+    clock = Clock(DAY1)  # 09:30 on 1 March: today's 09:00 runs, nobody is born today
+    await _serve_real_engine(settings, clock)
+    clock.move(timedelta(days=1, hours=2, minutes=30))  # 12:00 on 2 March, down since
+    await _serve_real_engine(settings, clock)
+    await _serve_real_engine(settings, clock)  # and once more: nothing new
+
+    fired = await SopRun.filter(sop_id="birthday").order_by("fire_time")
+    assert [(r.fire_time.astimezone(SH).day, r.status) for r in fired] == [(1, "done"), (2, "done")]
+    assert fired[1].counts["claimed"] == 1
+    assert await Touchpoint.filter(sop_id="birthday").values_list("member_id", flat=True) == [
+        born.id
+    ]
+    assert (await Member.get(id=born.id)).points_balance == 200
