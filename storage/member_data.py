@@ -116,6 +116,9 @@ UNLINKED: frozenset[str] = frozenset(
         "CustomerGroup",
         "ContactWay",
         "SopRun",
+        "Segment",
+        "Broadcast",
+        "MassJob",
     }
 )
 

@@ -6,6 +6,7 @@ escapes quotes in it nor survives a semicolon there on SQLite: keep ' " and ; ou
 line (tests/test_migrations.py applies every migration to SQLite and catches it).
 """
 
+from storage.models.broadcast import Broadcast, MassJob, Segment
 from storage.models.commerce import Coupon, Redemption, Reward
 from storage.models.intake import InboundEvent, OutboxMessage, PlatformToken
 from storage.models.members import (
@@ -41,6 +42,7 @@ from storage.models.wecom import (
 
 __all__ = [
     "AuditLog",
+    "Broadcast",
     "Consent",
     "ContactWay",
     "Coupon",
@@ -53,6 +55,7 @@ __all__ = [
     "InboundEvent",
     "Member",
     "MemberMerge",
+    "MassJob",
     "MemberTag",
     "MergeRequest",
     "Order",
@@ -65,6 +68,7 @@ __all__ = [
     "PointsLot",
     "Redemption",
     "Reward",
+    "Segment",
     "SignIn",
     "SopRun",
     "Staff",
