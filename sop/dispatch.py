@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.config_sop import SopRule
 from bot.context import Services
 from bot.services.marketing import MarketingPolicy
 from bot.services.notify import EVENT_QUOTA, EVENT_WINDOW, MESSAGE_QUOTA, MESSAGE_WINDOW
+from sop.audiences import compile_audience
 from sop.event_touches import insert_touches
 from sop.grants import grant_once
 from sop.variables import TouchContext, variables
@@ -29,6 +30,7 @@ from storage.repos import outbox
 from storage.repos import touchpoints as repo
 from storage.repos.touchpoints import Scope
 
+ORPHANED_GROUP_AGE = timedelta(minutes=30)
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a touch failing this often is closed as skipped with the error
@@ -61,22 +63,48 @@ class TouchDispatcher:
         groups: set[str] = set()
         lease = timedelta(seconds=self.services.settings.sop.lease_seconds)
         scope = Scope(sop_id, run_id)
+        await self._release_orphaned_groups()
         try:
-            while rows := await repo.claim(now, now + lease, batch, scope):
+            while rows := await repo.claim(now, self._now(now) + lease, batch, scope):
                 for touch in rows:
-                    tally[await self._carry_out(touch, now, groups)] += 1
+                    # quiet hours and the cap are judged when the touch is carried out
+                    tally[await self._carry_out(touch, self._now(now), groups)] += 1
                 if progress is not None:
                     progress(tally)
         finally:
             for group in sorted(groups):
-                await outbox.release_group(group)
+                try:
+                    await outbox.release_group(group)
+                except Exception:  # the orphan sweep of a later pass releases it
+                    log.exception("releasing a WeCom group failed", extra={"group": group})
         return tally
 
+    def _now(self, now: datetime) -> datetime:
+        """The business clock as the pass goes on (never before the ``now`` asked for)."""
+        return max(now, self.services.clock.now())
+
+    async def _release_orphaned_groups(self) -> None:
+        """Release SOP groups a dead pass left ``held`` (its rows were written long ago)."""
+        before = datetime.now(UTC) - ORPHANED_GROUP_AGE  # created_at is the database's time
+        released = await outbox.release_held_before("sop:", before)
+        if released:
+            log.warning("released WeCom rows a dead pass left held", extra={"count": released})
+
     async def on_event(self, event: str, member_id: int, at: datetime) -> int:
-        """Insert the touches of the SOPs ``event`` triggers (once ever per occurrence)."""
-        return await insert_touches(
-            self.rules.values(), event, member_id, at, self.services.settings.tz
-        )
+        """Insert the touches of the SOPs ``event`` triggers (once ever per occurrence).
+
+        A rule whose audience is not plain ``all`` touches the member only when the
+        member is in that audience at the event (its tier, tags, ... filters).
+        """
+        settings = self.services.settings
+        admitted = []
+        for rule in self.rules.values():
+            if not (rule.enabled and rule.trigger.event == event):
+                continue
+            plain = rule.audience.name == "all" and not rule.audience.params
+            if plain or await compile_audience(rule, at, settings).includes(member_id):
+                admitted.append(rule)
+        return await insert_touches(admitted, event, member_id, at, settings.tz)
 
     def group_key(self, touch: Touchpoint) -> str:
         """The outbox group of the touch's occurrence: its run, or its due business date."""

@@ -131,7 +131,7 @@ class SopEngine:
         self, rule: SopRule, run: SopRun, fire_time: datetime, progress: Progress | None
     ) -> SopRun:
         clock = self.services.clock
-        counts: dict[str, Any] = {}
+        counts: dict[str, Any] = {"attempts": int((run.counts or {}).get("attempts", 0)) + 1}
         try:
             audience = compile_audience(rule, fire_time, self.services.settings)
             counts["selected"] = await audience.count()

@@ -75,7 +75,8 @@ async def _granted_before(rule: SopRule, touch: Touchpoint) -> Granted:
     fresh = await Touchpoint.get(id=touch.id)
     coupon = None
     if fresh.outcome.startswith(COUPON_NOTE):
-        coupon = await Coupon.get_or_none(code=fresh.outcome[len(COUPON_NOTE) :])
+        code = fresh.outcome[len(COUPON_NOTE) :].split(" | ")[0]
+        coupon = await Coupon.get_or_none(code=code)
     return Granted(int(entry.amount) if entry else 0, coupon, rule.action.tag)
 
 

@@ -88,3 +88,20 @@ async def get(sop_id: str, fire_time: datetime) -> SopRun | None:
 async def history(sop_id: str, limit: int = 30) -> list[SopRun]:
     """The latest runs of a SOP, newest first."""
     return await SopRun.filter(sop_id=sop_id).order_by("-fire_time").limit(limit)
+
+
+async def failed_since(since: datetime, attempts: int) -> list[SopRun]:
+    """Scheduled runs that failed at a fire time after ``since`` and were tried fewer than
+    ``attempts`` times (counts["attempts"]), oldest first."""
+    rows = await SopRun.filter(status=FAILED, trigger=CRON, fire_time__gte=utc(since)).order_by(
+        "fire_time"
+    )
+    return [r for r in rows if int((r.counts or {}).get("attempts", 1)) < attempts]
+
+
+async def retry(run_id: int, runner: str) -> bool:
+    """A failed run goes back to ``running`` for another attempt (False: someone else)."""
+    changed = await SopRun.filter(id=run_id, status=FAILED).update(
+        status=RUNNING, runner=runner[:96], finished_at=None
+    )
+    return changed == 1

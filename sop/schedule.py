@@ -37,6 +37,9 @@ log = logging.getLogger("sop.schedule")
 TICK_SECONDS = 30.0
 
 
+RETRIES = 3  # attempts of a failed SOP run, within the catch-up grace
+
+
 @dataclass(slots=True)
 class TickReport:
     """What one tick did (nothing when this process is not the leader)."""
@@ -164,6 +167,7 @@ class SopScheduler:
             if self._adopt:
                 await self._resume_orphans(now, report)
                 self._adopt = False
+            await self._retry_failed(now, report)
             for sop_id, cron in self._crons().items():
                 if self._lost():  # the lease lapsed during a long tick
                     break
@@ -234,6 +238,26 @@ class SopScheduler:
             return
         await runs.finish(run.id, runs.DONE, counts, self.services.clock.now())
         log.info("daily job done", extra={"sop": job.sop_id, "counts": counts})
+
+    async def _retry_failed(self, now: datetime, report: TickReport) -> None:
+        """SOP runs that failed within the catch-up grace get another attempt (at most
+        ``RETRIES`` in all; the claims are idempotent, so a retry finishes the audience)."""
+        if self.firer is None:
+            return
+        since = now - self.services.settings.sop.catch_up_grace
+        for run in await runs.failed_since(since, RETRIES):
+            if run.sop_id not in self.firer.cron_rules or self._lost():
+                continue
+            if not await runs.retry(run.id, self.runner):
+                continue
+            log.warning("retrying a failed SOP run", extra={"sop": run.sop_id, "run_id": run.id})
+            try:
+                await self.firer.resume(run, runner=self.runner)
+            except Exception:
+                log.exception("SOP retry failed", extra={"sop": run.sop_id})
+                report.failed.append(run.sop_id)
+                continue
+            report.resumed.append(run.id)
 
     async def _resume_orphans(self, now: datetime, report: TickReport) -> None:
         ours = self._crons()  # event-triggered runs belong to whoever handles the event

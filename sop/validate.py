@@ -10,10 +10,12 @@ coupon's reward exist. Any failure stops start-up with an error naming the SOP i
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.config import ConfigError, Settings
 from bot.config_sop import SopRule
 from bot.templating import Renderer
-from sop.audiences import AudienceError, check_audience
+from sop.audiences import AudienceError, check_audience, compile_audience
 
 
 class SopConfigError(ConfigError):
@@ -39,6 +41,8 @@ def _problem(
 ) -> str:
     try:
         check_audience(rule)
+        # what needs the settings too (tier codes, ...) fails here, not at the first fire
+        compile_audience(rule, datetime.now(settings.tz), settings)
     except AudienceError as exc:
         return f"audience: {exc}"
     if rule.account and rule.account not in settings.accounts:

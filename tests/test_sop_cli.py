@@ -143,3 +143,16 @@ def test_a_bad_sop_stops_start_up_naming_its_id(
     err = capsys.readouterr().err
     assert "sop.rules[birthday]" in err
     assert "birthday_tomorrow" in err
+
+
+def test_an_unknown_tier_in_a_sop_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = SOP.replace(
+        'name = "birthday_today" }', 'name = "birthday_today", params = { tiers = ["golden"] } }'
+    )
+    config = write_config(tmp_path, f"sqlite://{tmp_path / 'bad.sqlite3'}", bad)
+    assert main(["--config", config, "sop", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "sop.rules[birthday]" in err
+    assert "golden" in err

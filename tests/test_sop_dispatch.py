@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,6 +35,7 @@ BIRTHDAY = rule(
 PROMO = rule("promo")  # marketing, message only
 GIFT = rule("gift", "marketing", template="sop_member_day", points=10)
 NOTICE = rule("notice", "service", "points_expiring", template="sop_points_expiry")
+COMEBACK = rule("comeback", "marketing", "inactive", template="sop_reactivation", coupon="C10")
 MORNING = datetime(2023, 11, 15, 10, 0, tzinfo=SHANGHAI)
 
 Setup = tuple[Services, TouchDispatcher]
@@ -46,7 +47,7 @@ async def dsp(
 ) -> AsyncIterator[Setup]:
     """Services and a dispatcher of the test SOPs, the clock at 10:00 Shanghai."""
     at(wall, MORNING)
-    rules: list[SopRule] = [BIRTHDAY, PROMO, GIFT, NOTICE]
+    rules: list[SopRule] = [BIRTHDAY, PROMO, GIFT, NOTICE, COMEBACK]
     async with dispatching(sop_settings(database, fake.api()), wall, cache, keys, *rules) as made:
         yield made
 
@@ -130,6 +131,24 @@ async def test_marketing_in_quiet_hours_waits_until_eight_on_a_utc_server_clock(
     assert not await dispatcher.dispatch_due(at(wall, eight - timedelta(minutes=1)))
     assert await dispatcher.dispatch_due(at(wall, eight)) == {"oa_cs": 1}
     assert (await _row(row)).status == "done"
+
+
+async def test_a_coupon_granted_before_a_quiet_hours_deferral_is_named_after_it(
+    dsp: Setup, wall: FakeWall
+) -> None:
+    services, dispatcher = dsp
+    now = at(wall, datetime(2023, 11, 15, 23, 0, tzinfo=SHANGHAI))
+    member_id = await member(services, "oQ4")
+    wrote(services, member_id, "oQ4", now - timedelta(minutes=5))
+    row = await touch("comeback", member_id, now, occurrence="reactivation:2023-10-01:30")
+    assert await dispatcher.dispatch_due(now) == {"deferred": 1}
+    (code,) = await Coupon.filter(member_id=member_id).values_list("code", flat=True)
+    assert (await _row(row)).outcome == f"granted coupon {code} | deferred: quiet hours"
+    eight = datetime(2023, 11, 16, 8, 0, tzinfo=SHANGHAI)
+    assert await dispatcher.dispatch_due(at(wall, eight)) == {"oa_cs": 1}
+    (sent,) = await OutboxMessage.filter(member_id=member_id).values_list("payload", flat=True)
+    assert "「10元无门槛券」" in sent["text"]  # shown only when the coupon is known
+    assert await Coupon.filter(member_id=member_id).count() == 1
 
 
 async def test_service_touches_are_not_held_by_quiet_hours(dsp: Setup, wall: FakeWall) -> None:
@@ -281,3 +300,39 @@ async def test_two_dispatchers_at_once_grant_and_send_each_touch_once(dsp: Setup
     assert await OutboxMessage.filter(source="notice").count() == len(rows)
     for member_id in members:
         assert (await Member.get(id=member_id)).points_balance == 400
+
+
+async def test_wecom_rows_a_dead_pass_left_held_are_released_later(dsp: Setup) -> None:
+    services, dispatcher = dsp
+    member_id = await member(services, "oH1")
+    row = await OutboxMessage.create(
+        idempotency_key="notify:sop:dead",
+        channel="wecom_customer",
+        account="corp",
+        recipient="wmDead",
+        member_id=member_id,
+        source="notice",
+        group_key="sop:promo:77",
+        staff_userid="zhangsan",
+        payload={"text": "x"},
+        status="held",
+        due_at=utc(MORNING),
+    )
+    fresh = await OutboxMessage.create(
+        idempotency_key="notify:sop:alive",
+        channel="wecom_customer",
+        account="corp",
+        recipient="wmAlive",
+        member_id=member_id,
+        source="notice",
+        group_key="sop:promo:78",
+        staff_userid="zhangsan",
+        payload={"text": "x"},
+        status="held",
+        due_at=utc(MORNING),
+    )
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    await OutboxMessage.filter(id=row.id).update(created_at=long_ago)
+    await dispatcher.dispatch_due(MORNING)
+    assert (await OutboxMessage.get(id=row.id)).status == "pending"
+    assert (await OutboxMessage.get(id=fresh.id)).status == "held"  # its pass may still run

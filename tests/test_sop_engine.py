@@ -5,6 +5,7 @@ the real engine."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ import pytest
 from bot.config import Settings
 from bot.context import Services
 from sop import runs
+from sop.dispatch import TouchDispatcher
 from sop.engine import SopEngine
 from storage.cache import Cache
 from storage.keys import KeyBuilder
@@ -142,3 +144,41 @@ async def test_the_scheduler_fires_a_due_sop_through_the_engine(
     assert run.status == runs.DONE
     assert run.counts["claimed"] == 3
     assert await Touchpoint.filter(sop_id="birthday").count() == len(members)
+
+
+class _FlakyDispatcher(TouchDispatcher):
+    """Fails its first pass (a database hiccup), then works."""
+
+    failures = 1
+
+    async def dispatch_due(self, now: datetime, **scope: Any) -> Counter[str]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database went away")
+        return await super().dispatch_due(now, **scope)
+
+
+async def test_a_failed_run_is_retried_by_the_next_tick(
+    database: str, fake: FakeServer, wall: FakeWall, cache: Cache, keys: KeyBuilder
+) -> None:
+    from sop.wiring import make_scheduler
+
+    wall.now = (FIRE + timedelta(minutes=1)).timestamp()
+    settings = _settings(database, fake)
+    async with started_services(settings, wall, cache, keys) as services:
+        await _members(services, 2, date(1994, 5, 20))
+        rules = {r.id: r for r in settings.sop.rules}
+        engine = SopEngine(services, _FlakyDispatcher(services, rules))
+        scheduler = make_scheduler(services, engine)
+        assert await scheduler.leadership.acquire()
+        first = await scheduler.tick(services.clock.now())
+        assert "birthday" in first.failed
+        failed = await runs.get("birthday", FIRE)
+        assert failed is not None
+        assert failed.status == runs.FAILED
+        second = await scheduler.tick(services.clock.now())
+    assert second.resumed == [failed.id]
+    run = await runs.get("birthday", FIRE)
+    assert run is not None
+    assert (run.status, run.counts["attempts"], run.counts["claimed"]) == (runs.DONE, 2, 0)
+    assert await PointsEntry.filter(reason="birthday").count() == 2

@@ -134,3 +134,29 @@ async def test_tier_service_emits_tier_change_on_an_upgrade_and_a_drop(
     await services.tiers.evaluate(evaluation)
     await services.tiers.evaluate(evaluation + timedelta(days=1))  # the same evaluation
     assert [(e, m) for e, m, _ in seen] == [("tier_change", member_id)] * 2
+
+
+async def test_an_event_sop_touches_only_members_of_its_audience(
+    database: str, fake: FakeServer, wall: FakeWall, cache: Cache, keys: KeyBuilder
+) -> None:
+    at(wall, SUBSCRIBED)
+    gold_only = rule("gold_welcome", "service", "all", template="sop_welcome")
+    gold_only = gold_only.model_copy(
+        update={
+            "trigger": gold_only.trigger.model_validate({"event": "tier_change"}),
+            "audience": gold_only.audience.model_validate(
+                {"name": "all", "params": {"tiers": ["gold"]}}
+            ),
+        }
+    )
+    settings = sop_settings(database, fake.api())
+    async with dispatching(settings, wall, cache, keys, gold_only) as (services, dispatcher):
+        silver = await member(services, "oTierS")
+        gold = await member(services, "oTierG")
+        await Member.filter(id=silver).update(tier="silver")
+        await Member.filter(id=gold).update(tier="gold")
+        assert await dispatcher.on_event("tier_change", silver, SUBSCRIBED) == 0
+        assert await dispatcher.on_event("tier_change", gold, SUBSCRIBED) == 1
+    assert await Touchpoint.filter(sop_id="gold_welcome").values_list("member_id", flat=True) == [
+        gold
+    ]

@@ -103,7 +103,8 @@ class TierService:
         result = await self._write(repo.GrowthSpec(member_id, key, amount, now, reason, source))
         if result.upgraded:
             await self._notice(member_id, result.previous_tier, result.tier, f"up:{key}")
-            await self._emit(member_id)
+            if not result.duplicate:  # a retried order must not trigger its SOPs again
+                await self._emit(member_id)
         return result
 
     async def reverse_growth(

@@ -183,3 +183,14 @@ async def release_group(group_key: str) -> int:
     if not group_key:
         return 0
     return await OutboxMessage.filter(group_key=group_key, status="held").update(status="pending")
+
+
+async def release_held_before(prefix: str, before: datetime) -> int:
+    """``held`` rows of groups starting with ``prefix`` created before ``before`` → pending.
+
+    A pass that died between writing its WeCom rows and releasing their group leaves
+    them held; nothing else would ever send them.
+    """
+    return await OutboxMessage.filter(
+        status="held", group_key__startswith=prefix, created_at__lt=utc(before)
+    ).update(status="pending")

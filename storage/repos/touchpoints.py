@@ -115,8 +115,19 @@ async def finish(
     )
 
 
+GRANT_NOTE = "granted "
+
+
 async def defer(row_id: int, due_at: datetime, outcome: str) -> None:
-    """Leave the row pending, due later (quiet hours), its lease dropped."""
+    """Leave the row pending, due later (quiet hours), its lease dropped.
+
+    A note of what was granted (``granted coupon CODE``) stays at the front of the
+    outcome, so the message sent after the deferral still names the coupon.
+    """
+    current = await Touchpoint.filter(id=row_id).values_list("outcome", flat=True)
+    kept = str(current[0]) if current else ""
+    if kept.startswith(GRANT_NOTE):
+        outcome = f"{kept.split(' | ')[0]} | {outcome}"
     await Touchpoint.filter(id=row_id, status=PENDING).update(
         due_at=utc(due_at), outcome=outcome[:255], lease_until=None
     )
