@@ -193,3 +193,33 @@ async def test_an_unknown_outcome_leaves_every_row_of_the_task_unknown(
     await sender(services).drain()
     assert await wecom_rows("status") == ["unknown", "unknown"]
     assert len(fake.platform.calls("wecom", TASK_API)) == 1
+
+
+async def test_a_personal_sop_text_goes_as_one_task_through_its_wecom_variant(
+    services: Services, fake: FakeServer
+) -> None:
+    members = [
+        await customer(services, fake, "wmV1", "zhangsan"),
+        await customer(services, fake, "wmV2", "zhangsan"),
+    ]
+    variables = [
+        {**common, "code": f"CODE{i}", "points": 100 * i, "streak": i, "next_day": i + 1}
+        for i, common in enumerate([_SOP_COMMON, _SOP_COMMON], start=1)
+    ]
+    for i, (member_id, values) in enumerate(zip(members, variables, strict=True)):
+        outcome = await services.notify.notify(
+            member_id, "sop_signin_streak", values, key=f"streak{i}", kind="marketing",
+            group_key="sop:signin_streak:9",
+        )  # fmt: skip
+        assert outcome.channel == "wecom_customer"
+    await outbox.release_group("sop:signin_streak:9")
+    await sender(services).drain()
+    (call,) = task_calls(fake)  # two personal notices, one text: one task
+    assert sorted(call["external_userid"]) == ["wmV1", "wmV2"]
+    assert "CODE" not in call["text"]["content"]
+    assert "退订" in call["text"]["content"]  # marketing: the opt-out hint
+
+
+_SOP_COMMON: dict[str, Any] = tomllib.loads((TEMPLATES_DIR / "samples.toml").read_text("utf-8"))[
+    "sop_signin_streak"
+]

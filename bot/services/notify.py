@@ -38,6 +38,7 @@ from storage.repos.outbox import NewMessage
 MESSAGE_WINDOW, MESSAGE_QUOTA = timedelta(hours=48), 5
 EVENT_WINDOW, EVENT_QUOTA = timedelta(seconds=60), 3
 CS, TEMPLATE, WECOM = "oa_cs", "oa_template", "wecom_customer"
+WECOM_VARIANT = "_wecom"  # templates/<name>_wecom.j2: the one text of a WeCom group task
 Kind = Literal["service", "marketing"]
 GROUP_KEY_MAX = 128
 
@@ -79,6 +80,7 @@ class Notifier:
         self.renderer = renderer
         self.activity = activity
         self.wake = wake
+        self._wecom_variants: frozenset[str] | None = None
 
     async def notify(
         self,
@@ -197,7 +199,7 @@ class Notifier:
             WECOM,
             wecom.name,
             external,
-            {"text": notice.text},
+            {"text": self._task_text(notice)},
             "notice",
             notice.member_id,
             notice.kind,
@@ -206,6 +208,25 @@ class Notifier:
         )
         status = "held" if notice.group_key else "pending"
         return await repo.enqueue_status(row, now, status), ""
+
+    def _task_text(self, notice: _Notice) -> str:
+        """The text of a grouped WeCom row: ``<template>_wecom`` when it exists.
+
+        One add_msg_template task carries one text for all of a staff member's customers,
+        so rows are bundled by equal text; the ``_wecom`` variant of a template leaves out
+        per-member variables (name, code, balance), so one occurrence is one task per staff
+        member. Without a variant the personal text goes alone, one task per customer.
+        """
+        variant = f"{notice.template}{WECOM_VARIANT}"
+        if notice.group_key and variant in self._variants():
+            return self.renderer.render(variant, **notice.variables)
+        return notice.text
+
+    def _variants(self) -> frozenset[str]:
+        if self._wecom_variants is None:
+            names = self.renderer.names()
+            self._wecom_variants = frozenset(n for n in names if n.endswith(WECOM_VARIANT))
+        return self._wecom_variants
 
     def _today(self, now: datetime) -> tuple[datetime, datetime]:
         day = now.astimezone(self.settings.tz).date()
