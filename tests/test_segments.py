@@ -4,7 +4,11 @@ service bases, preview and explain."""
 
 from __future__ import annotations
 
+import json
+import re
+import tomllib
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,3 +303,13 @@ def test_a_rule_has_a_size_limit() -> None:
         deep = {"all": [deep]}
     with pytest.raises(SegmentError, match="nest at most"):
         parse_rule(deep)
+
+
+def test_the_documented_examples_parse_and_compile(settings: Settings) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "segments.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(json|toml)\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 3
+    for kind, body in blocks:
+        data = json.loads(body) if kind == "json" else tomllib.loads(body)
+        rule = parse_rule(data)
+        assert compile_segment(rule, kind="marketing", settings=settings, now=NOW).text
