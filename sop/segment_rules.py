@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["FIELDS", "Condition", "Group", "SegmentError", "SegmentRule", "dump_rule", "parse_rule"]
 
-MAX_DEPTH, MAX_CONDITIONS = 6, 200
-Names = tuple[str, ...]
+MAX_DEPTH, MAX_ITEMS = 6, 200
+Names = Annotated[tuple[str, ...], Field(max_length=500)]  # bound values stay few
 
 
 class SegmentError(ValueError):
@@ -44,12 +44,6 @@ class _Range(_Condition):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is above max")
         return self
-
-
-def _names(value: Names) -> Names:
-    if not value or any(not n.strip() for n in value):
-        raise ValueError("needs at least one non-empty name")
-    return value
 
 
 class Tier(_Condition):
@@ -132,7 +126,7 @@ class BirthdayMonth(_Condition):
     """``{"field": "birthday_month", "in": [5]}``: a birthday in one of these months."""
 
     field: Literal["birthday_month"]
-    in_: tuple[int, ...] = Field(alias="in", min_length=1)
+    in_: Annotated[tuple[int, ...], Field(max_length=12)] = Field(alias="in", min_length=1)
 
     @model_validator(mode="after")
     def _months(self) -> BirthdayMonth:
@@ -181,7 +175,7 @@ class WecomCustomer(_Condition):
     is_: bool = Field(alias="is")
 
 
-Quintiles = tuple[int, ...]
+Quintiles = Annotated[tuple[int, ...], Field(max_length=5)]
 
 
 class Rfm(_Condition):
@@ -272,12 +266,12 @@ def _group(data: Any, path: str, depth: int, counter: list[int]) -> Group:
     parsed: list[Condition | Group] = []
     for i, item in enumerate(items):
         at = f"{here}[{i}]"
+        counter[0] += 1
+        if counter[0] > MAX_ITEMS:
+            raise SegmentError(at, f"a rule has at most {MAX_ITEMS} conditions and groups")
         if isinstance(item, Mapping) and "field" not in item:
             parsed.append(_group(item, at, depth + 1, counter))
         else:
-            counter[0] += 1
-            if counter[0] > MAX_CONDITIONS:
-                raise SegmentError(at, f"a rule has at most {MAX_CONDITIONS} conditions")
             parsed.append(_condition(item, at))
     return Group(mode=mode, items=tuple(parsed))
 

@@ -262,6 +262,7 @@ async def test_explain_each_condition(settings: Settings) -> None:
         ({"some": []}, ""),
         ({"all": "tier"}, "all"),
         ({"all": [[1]]}, "all[0]"),
+        ({"all": [{"field": "tags", "any": ["x"] * 501}]}, "all[0].any"),
     ],
 )
 def test_bad_rules_name_the_path(data: dict[str, Any], path: str) -> None:
@@ -298,6 +299,9 @@ def test_a_rule_has_a_size_limit() -> None:
     many = {"all": [{"field": "points", "min": n} for n in range(201)]}
     with pytest.raises(SegmentError, match=r"^all\[200\]: "):
         parse_rule(many)
+    groups = {"any": [{"all": []} for _ in range(201)]}
+    with pytest.raises(SegmentError, match=r"^any\[200\]: a rule has at most 200"):
+        parse_rule(groups)
     deep: dict[str, Any] = {"all": []}
     for _ in range(7):
         deep = {"all": [deep]}
