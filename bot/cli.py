@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _coupons_parser(sub)
     _wecom_tags_parser(sub)
     _sop_parser(sub)
+    _segments_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -100,6 +101,28 @@ def _sop_parser(sub: Any) -> None:
     history = cmd.add_parser("history", help="per fire time: sent, skipped, failed, unknown")
     history.add_argument("id", help="the SOP id")
     history.add_argument("--limit", type=int, default=10, help="fire times to show")
+
+
+def _segments_parser(sub: Any) -> None:
+    seg = sub.add_parser("segments", help="segments (分群): preview, save, list, explain")
+    cmd = seg.add_subparsers(dest="segments_command", required=True, parser_class=_Parser)
+    kinds = ("marketing", "service")
+    preview = cmd.add_parser("preview", help="count, channel split and sample of a rule file")
+    preview.add_argument("--rule", required=True, help="TOML file with the rule at top level")
+    preview.add_argument("--kind", choices=kinds, default="marketing", help="default marketing")
+    preview.add_argument("--sample", type=int, default=5, help="member codes to show")
+    preview.add_argument("--at", help="ISO date or datetime (default now; naive = business)")
+    save = cmd.add_parser("save", help="store a rule file under a name (audited)")
+    save.add_argument("name", help="the segment's name")
+    save.add_argument("--rule", required=True, help="TOML file with the rule at top level")
+    save.add_argument("--description", default="", help="what the segment is for")
+    save.add_argument("--actor", default="cli", help="recorded in the AuditLog row")
+    cmd.add_parser("list", help="the saved segments")
+    explain = cmd.add_parser("explain", help="which conditions of a segment a member meets")
+    explain.add_argument("name", help="the segment's name")
+    explain.add_argument("member", help="member code")
+    explain.add_argument("--kind", choices=kinds, default="marketing", help="default marketing")
+    explain.add_argument("--at", help="ISO date or datetime (default now; naive = business)")
 
 
 def _points_parser(sub: Any) -> None:
@@ -316,6 +339,13 @@ def _run(args: argparse.Namespace) -> int:
             cli_sop, f"{args.sop_command}_sop"
         )
         return _async(_with_db(settings, sop_command(settings, args)))
+    if args.command == "segments":
+        from bot import cli_segments
+
+        segments_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+            cli_segments, f"{args.segments_command}_segments"
+        )
+        return _async(_with_db(settings, segments_command(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from bot.config import Settings
 from bot.config_sop import SopRule
+from sop.member_sql import WECOM_CUSTOMER
 from sop.sql import Sql, join, sql
 from storage.models.members import OA_OPENID
 
@@ -34,11 +35,16 @@ class ChannelPlan:
 
 def channel_plan(rule: SopRule, settings: Settings) -> ChannelPlan:
     """The rule's account (``account``, default the first) and its template eligibility."""
-    name = rule.account or next(iter(settings.accounts), "")
+    return plan_for(rule.account, rule.kind, settings)
+
+
+def plan_for(account_name: str | None, kind: str, settings: Settings) -> ChannelPlan:
+    """The plan for an account name (None or '': the first) and a kind of message."""
+    name = account_name or next(iter(settings.accounts), "")
     account = settings.accounts.get(name)
     if account is None:
         return ChannelPlan("", template=False)
-    template = rule.kind == "service" and account.type == "service" and account.verified
+    template = kind == "service" and account.type == "service" and account.verified
     return ChannelPlan(account.appid, template)
 
 
@@ -61,10 +67,7 @@ def _open_window(plan: ChannelPlan, now: datetime) -> Sql:
     )
 
 
-_WECOM = (
-    "EXISTS (SELECT 1 FROM staff_customer sc WHERE sc.member_id = member.id "
-    "AND sc.status = 'active')"
-)
+_WECOM = WECOM_CUSTOMER
 
 
 def split_sql(plan: ChannelPlan, now: datetime) -> Sql:

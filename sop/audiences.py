@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.config_sop import SopRule
 from sop import audience_sql as a
-from sop import claims
+from sop import claims, member_sql
 from sop.audience_channels import CHANNELS, ChannelPlan, channel_plan, split_sql
 from sop.audience_params import (
     ActiveParams,
@@ -32,7 +32,7 @@ from sop.audience_params import (
     TierWarningParams,
 )
 from sop.claims import ClaimSpec
-from sop.sql import Sql, conn, day_start, dialect_of, in_list, join, rows, sql
+from sop.sql import Sql, conn, day_start, dialect_of, join, rows, sql
 from storage.audience import marketing_sql, service_sql
 
 __all__ = ["AUDIENCES", "Audience", "AudienceError", "check_audience", "compile_audience"]
@@ -100,29 +100,17 @@ def compile_audience(rule: SopRule, at: datetime, settings: Settings) -> Audienc
     return Audience(rule, where, selection.occurrence, channel_plan(rule, settings))
 
 
-_TAGGED = (
-    "SELECT {} FROM member_tag mt JOIN tag t ON t.id = mt.tag_id "
-    "WHERE mt.member_id = member.id AND NOT t.deleted AND t.name IN "
-)
-
-
-def _tagged(head: str, select: str, names: tuple[str, ...]) -> Sql:
-    unique = sorted(set(names))
-    return Sql(head + _TAGGED.replace("{}", select, 1)) + in_list(unique) + sql(")")
-
-
 def _filters(params: CommonParams) -> list[Sql]:
     """The common filters: tier in, tags any / all / none."""
     found: list[Sql] = []
     if params.tiers:
-        found.append(sql("member.tier IN ") + in_list(sorted(set(params.tiers))))
+        found.append(member_sql.tier_in(params.tiers))
     if params.tags_any:
-        found.append(_tagged("EXISTS (", "1", params.tags_any))
+        found.append(member_sql.tags_any(params.tags_any))
     if params.tags_all:
-        count = _tagged("(", "COUNT(DISTINCT t.name)", params.tags_all)
-        found.append(count + sql(" = {}", len(set(params.tags_all))))
+        found.append(member_sql.tags_all(params.tags_all))
     if params.tags_none:
-        found.append(_tagged("NOT EXISTS (", "1", params.tags_none))
+        found.append(member_sql.tags_none(params.tags_none))
     return found
 
 

@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "bot.admin.orders",
     "bot.admin.rewards",
     "bot.admin.coupons",
+    "bot.admin.segments",
 )
 
 
