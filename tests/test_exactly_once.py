@@ -244,3 +244,20 @@ async def test_two_app_instances_sharing_the_cache_run_a_handler_once(
     assert replies == {"run 1"}
     if isinstance(second_cache, RedisCache):
         await second_cache.close()
+
+
+async def test_a_handler_that_crashes_is_recorded_and_wechat_gets_success(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    crashing = Router("crashing")
+
+    @crashing.on(TextMessage, Keyword("签到"))
+    async def crash(event: Any, ctx: Ctx) -> Reply:
+        raise RuntimeError("handler bug")
+
+    settings = make_settings(base_config(database))
+    client = await make_client(settings, routers=(crashing,))
+    resp = await post_oa(client, settings, oa_text("签到", msg_id=778), timestamp=int(wall.now))
+    assert resp.status == 200
+    assert await _recorded(client) == 1
+    assert await InboundEvent.all().values_list("outcome", flat=True) == ["error"]

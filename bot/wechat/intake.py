@@ -145,7 +145,13 @@ class Intake:
 
     async def _process(self, inbound: Inbound, trace: Trace) -> Reply:
         started = time.perf_counter()
-        reply = await self.dispatcher.dispatch(inbound, self._ctx(inbound, trace))
+        try:
+            reply = await self.dispatcher.dispatch(inbound, self._ctx(inbound, trace))
+        except Exception:
+            # recorded all the same: a crashed handler is an event too (outcome error)
+            trace.outcome = "error"
+            self._record(inbound, trace, time.perf_counter() - started)
+            raise
         elapsed = time.perf_counter() - started
         if trace.late:
             await self._deliver_late(inbound, reply, trace)
