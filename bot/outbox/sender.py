@@ -6,7 +6,8 @@ calls in flight. Each row first takes a token from its API's global bucket, then
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
-rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`).
+rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`), OA mass rows as mass jobs
+(:mod:`bot.outbox.oa_mass`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from bot.clients.registry import Clients
 from bot.clock import BusinessClock
 from bot.config_outbound import OutboundSettings
 from bot.outbox.channels import UnknownChannel, app_id, channel_of, deliver
+from bot.outbox.oa_mass import CHANNEL as OA_MASS
+from bot.outbox.oa_mass import MassSender
 from bot.outbox.policy import SENT, Outcome, classify
 from bot.outbox.ratelimit import MemoryBuckets, RateLimiter, make_limiter
 from bot.outbox.wecom_tasks import CHANNEL as WECOM_CUSTOMER
@@ -66,6 +69,7 @@ class Sender:
         self.tasks = TaskSender(
             clients, clock, self.limiter, self.settings, renderer or Renderer(), self.worker, LEASE
         )
+        self.mass = MassSender(clients, clock, self.limiter, self.settings, self.worker, LEASE)
         self._wakeup = asyncio.Event()
 
     @classmethod
@@ -139,6 +143,9 @@ class Sender:
         if row.channel == WECOM_CUSTOMER:
             await self.tasks.send(row)
             return
+        if row.channel == OA_MASS:
+            await self.mass.send(row)
+            return
         try:
             channel = channel_of(row)
         except UnknownChannel:
@@ -173,12 +180,12 @@ class Sender:
 
 
 def _one_per_task(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
-    """Claimed rows, with one row standing for each WeCom task (it gathers the others)."""
-    seen: set[tuple[str, str, str]] = set()
+    """Claimed rows, one row standing for each WeCom task or mass group (it gathers the rest)."""
+    seen: set[tuple[str, str, str, str]] = set()
     kept = []
     for row in rows:
-        if row.channel == WECOM_CUSTOMER:
-            task = (row.account, row.group_key, row.staff_userid)
+        if row.channel in (WECOM_CUSTOMER, OA_MASS):
+            task = (row.channel, row.account, row.group_key, row.staff_userid)
             if task in seen:
                 continue
             seen.add(task)

@@ -6,6 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# Events the platform sends about its own jobs (no member behind FromUserName).
+PLATFORM_EVENTS = frozenset({"event:masssendjobfinish", "event:templatesendjobfinish"})
+
 Platform = Literal["oa", "wecom"]
 
 
@@ -25,8 +28,11 @@ class Inbound:
 
     @property
     def from_member(self) -> bool:
-        """True when a person (member or staff) sent it, not the platform itself."""
-        return self.sender not in ("", "sys")
+        """True when a person (member or staff) sent it, not the platform itself.
+
+        Job-finish events come from the platform's mass-send assistant, not a member.
+        """
+        return self.sender not in ("", "sys") and self.kind not in PLATFORM_EVENTS
 
 
 MAX_KEY_LENGTH = 200
