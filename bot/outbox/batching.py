@@ -1,64 +1,17 @@
-"""Coalesce the sender's per-row statements: rows that arrive together share one write.
+"""The sender's per-row statements, coalesced across the calls in flight.
 
-Each caller queues its item and takes the lock; the caller that gets it writes every
-item queued so far (its own and any that arrived meanwhile) with one call of ``write``,
-in its own task, and resolves the others' results; a caller whose item was in an earlier
-write just returns that result. Nothing waits for a timer, and nothing is written in
-another task: a cancelled sender stops its own writes (as with one statement per row),
-and a caller whose batch was cancelled or failed gets that error.
+Rows whose calls run side by side share their writes (:class:`bot.coalesce.Coalescer`):
+one statement turns the rows about to be called ``sending``, one settles the rows whose
+calls have returned with the same outcome.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
 
+from bot.coalesce import Coalescer
 from storage.repos import outbox, outbox_tasks
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-Write = Callable[[list[T]], Awaitable[list[R]]]
-
-
-class Coalescer(Generic[T, R]):
-    """Writes concurrently submitted items in batches of at most ``cap``."""
-
-    def __init__(self, write: Write[T, R], cap: int = 1000) -> None:
-        self._write = write
-        self._cap = cap
-        self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._lock = asyncio.Lock()
-
-    async def submit(self, item: T) -> R:
-        """Queue one item; its result once the batch that carried it has been written."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        async with self._lock:
-            while not future.done():  # past ``cap`` queued items it may take two writes
-                await self._write_some()
-        return future.result()
-
-    async def _write_some(self) -> None:
-        batch, self._queue = self._queue[: self._cap], self._queue[self._cap :]
-        try:
-            results = await self._write([item for item, _ in batch])
-        except BaseException as error:  # the whole batch ended so (a cancel included)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(_as_exception(error))
-            raise
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
-
-
-def _as_exception(error: BaseException) -> BaseException:
-    if isinstance(error, asyncio.CancelledError):
-        return RuntimeError("the batch carrying this row was cancelled")
-    return error
-
 
 Settle = tuple[int, str, str, datetime | None]  # row id, status, reason, sent_at
 Retry = tuple[int, datetime, str]  # row id, due_at, reason
