@@ -11,7 +11,7 @@ from bot.app import Overrides, build_services
 from bot.clock import BusinessClock
 from bot.context import Services
 from bot.outbox.sender import Sender
-from storage.models import Broadcast, MassJob, OutboxMessage
+from storage.models import Broadcast, Identity, MassJob, OutboxMessage
 from storage.repos import outbox
 from tests.conftest import OA_APPID, AppMaker, FakeServer, base_config, make_settings
 from tests.fakes import FakeWall
@@ -172,6 +172,7 @@ async def test_masssendjobfinish_stores_the_totals_once(
     resp = await post_oa(client, app_settings, unknown, timestamp=int(wall.now))
     assert (resp.status, await resp.text()) == (200, "success")
     assert await MassJob.filter(finished_at=None).count() == 0
+    assert not await Identity.filter(value="mphelper").exists()  # the assistant: no member
 
 
 async def finish_xml(fake: FakeServer, msg_id: str) -> str:

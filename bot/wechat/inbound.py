@@ -6,8 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# Events the platform sends about its own jobs (no member behind FromUserName).
-PLATFORM_EVENTS = frozenset({"event:masssendjobfinish", "event:templatesendjobfinish"})
+# Events the platform sends about its own jobs: FromUserName is the mass-send assistant,
+# no member (TEMPLATESENDJOBFINISH, by contrast, comes from the recipient's openid).
+PLATFORM_EVENTS = frozenset({"event:masssendjobfinish"})
 
 Platform = Literal["oa", "wecom"]
 
@@ -30,7 +31,7 @@ class Inbound:
     def from_member(self) -> bool:
         """True when a person (member or staff) sent it, not the platform itself.
 
-        Job-finish events come from the platform's mass-send assistant, not a member.
+        MASSSENDJOBFINISH comes from the platform's mass-send assistant, not a member.
         """
         return self.sender not in ("", "sys") and self.kind not in PLATFORM_EVENTS
 
