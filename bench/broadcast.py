@@ -21,6 +21,7 @@ import asyncio
 import json
 import multiprocessing
 import resource
+import socket
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web
 
-from bench.outbound import _free_port, _wait_for
+from bench.outbound import _free_port
 from bench.sop import _PG_FILL, _SQLITE_FILL, recreate_pg
 from bot.app import Overrides, build_services
 from bot.config import Settings, settings_from_dict
@@ -107,6 +108,17 @@ def _serve_fake(port: int, members: int) -> None:
     for i in range(1, members + 1):
         platform.interaction(APPID, f"oBc{i}", "message")
     web.run_app(create_fake_app(platform), host="127.0.0.1", port=port, print=None)
+
+
+def _wait_for(port: int, seconds: float = 180.0) -> None:
+    """Until the fake listens (it opens every member's window first: seconds at 100,000)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit("the fake platform did not start")
 
 
 def _control(fake_url: str, name: str, body: dict[str, Any] | None = None) -> Any:
