@@ -26,6 +26,7 @@ class OutboundSettings(BaseModel):
     rate_retry_seconds: float = Field(default=1.0, gt=0, le=3600)
     not_sent_retry_seconds: float = Field(default=30.0, gt=0, le=3600)
     wecom_task_max: int = Field(default=10_000, ge=1, le=10_000)
+    mass_max: int = Field(default=10_000, ge=2, le=10_000)
 
     @field_validator("rates")
     @classmethod

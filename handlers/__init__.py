@@ -13,6 +13,7 @@ from handlers import (
     help,
     invite,
     mall,
+    mass,
     phone,
     points,
     signin,
@@ -25,6 +26,7 @@ from handlers import (
 
 ROUTERS: tuple[Router, ...] = (
     follow.router,
+    mass.router,
     wecom_tags.router,
     wecom_staff.router,
     signin.router,

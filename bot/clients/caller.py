@@ -30,6 +30,7 @@ from bot.clients.errors import ApiError, BadSecret, NotSent, OutcomeUnknown, Quo
 from bot.clients.tokens import TokenCache, TokenKey
 from bot.clients.transport import Transport
 from bot.clock import BusinessClock
+from bot.coalesce import Coalescer
 from storage.cache import Cache
 from storage.keys import KeyBuilder
 
@@ -86,6 +87,7 @@ class PauseBook:
         self.cache = cache
         self.keys = keys
         self.clock = clock
+        self._reads: dict[str, Coalescer[str, bool]] = {}
 
     def _key(self, platform: str, app_id: str, api: str) -> Any:
         now = self.clock.now()
@@ -97,8 +99,17 @@ class PauseBook:
         await self.cache.put(self._key(platform, app_id, api), "1")
 
     async def paused(self, platform: str, app_id: str, api: str) -> bool:
-        """True while paused."""
-        return await self.cache.get(self._key(platform, app_id, api)) is not None
+        """True while paused (calls asking at the same time share one read)."""
+        key = self._key(platform, app_id, api)
+        reads = self._reads.get(key.name)
+        if reads is None:
+
+            async def read(items: list[str]) -> list[bool]:
+                found = await self.cache.get(key) is not None
+                return [found] * len(items)
+
+            reads = self._reads[key.name] = Coalescer(read)
+        return await reads.submit(key.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from bot.coalesce import Coalescer
 from bot.config_outbound import OutboundSettings
 from storage.cache import Cache, RedisCache
 from storage.keys import KeyBuilder
@@ -41,13 +42,11 @@ if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate)
   at = now
 end
-tokens = tokens - 1
+local before = tokens
+tokens = tokens - tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if tokens >= 0 then
-  return '0'
-end
-return string.format('%.6f', -tokens / rate)
+return string.format('%.6f', before)
 """
 
 
@@ -105,7 +104,13 @@ class MemoryBuckets(_Buckets):
 
 
 class RedisBuckets(_Buckets):
-    """Buckets in Redis, shared by every process (one atomic script per call)."""
+    """Buckets in Redis, shared by every process (one atomic script per reservation).
+
+    Calls of one bucket that ask at the same time share one script call: it takes as
+    many tokens as there are callers, atomically, and the i-th caller waits for the
+    i-th of them (:class:`bot.coalesce.Coalescer`), so the bucket's pace is the
+    same as with one script call per token.
+    """
 
     def __init__(
         self,
@@ -118,12 +123,33 @@ class RedisBuckets(_Buckets):
         super().__init__(settings, now, sleep)
         self.keys = keys
         self._script = cache.script(_RESERVE)
+        self._shared: dict[tuple[str, str, str], Coalescer[tuple[float, float], float]] = {}
 
     async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:
+        shared = self._shared.get(name)
+        if shared is None:
+
+            async def reserve_many(items: list[tuple[float, float]]) -> list[float]:
+                return await self._reserve_many(name, items)
+
+            shared = self._shared[name] = Coalescer(reserve_many)
+        return await shared.submit((rate, burst))
+
+    async def _reserve_many(
+        self, name: tuple[str, str, str], items: list[tuple[float, float]]
+    ) -> list[float]:
+        """Take ``len(items)`` tokens in one script call; each caller's wait, in order."""
+        rate, burst = items[0]
         key = self.keys.rate_bucket(*name)
-        args: list[str | int] = [f"{self.now():.6f}", repr(rate), repr(burst), key.ttl * 1000]
-        answer = await self._script(keys=[key.name], args=args)
-        return float(answer)
+        args: list[str | int] = [
+            f"{self.now():.6f}",
+            repr(rate),
+            repr(burst),
+            key.ttl * 1000,
+            len(items),
+        ]
+        before = float(await self._script(keys=[key.name], args=args))
+        return [max(0.0, (i + 1 - before) / rate) for i in range(len(items))]
 
 
 def make_limiter(

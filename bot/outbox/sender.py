@@ -2,11 +2,14 @@
 
 A pass claims a batch (with a lease) and sends it with up to ``[outbound] concurrency``
 calls in flight. Each row first takes a token from its API's global bucket, then turns
-``sending`` (committed) just before its own call; calls are made with the client's
+``sending`` (committed) just before its own call; the rows in flight share these writes
+(one statement turns the rows that are about to be called ``sending``, one settles the
+rows whose calls have returned: :mod:`bot.outbox.batching`); calls are made with the client's
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
-rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`).
+rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`), OA mass rows as mass jobs
+(:mod:`bot.outbox.oa_mass`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from bot.clients.caller import single_attempt
 from bot.clients.registry import Clients
 from bot.clock import BusinessClock
 from bot.config_outbound import OutboundSettings
+from bot.outbox.batching import RowWrites
 from bot.outbox.channels import UnknownChannel, app_id, channel_of, deliver
+from bot.outbox.oa_mass import CHANNEL as OA_MASS
+from bot.outbox.oa_mass import MassSender
 from bot.outbox.policy import SENT, Outcome, classify
 from bot.outbox.ratelimit import MemoryBuckets, RateLimiter, make_limiter
 from bot.outbox.wecom_tasks import CHANNEL as WECOM_CUSTOMER
@@ -66,6 +72,8 @@ class Sender:
         self.tasks = TaskSender(
             clients, clock, self.limiter, self.settings, renderer or Renderer(), self.worker, LEASE
         )
+        self.writes = RowWrites(self.worker, LEASE, clock.now, self.settings.concurrency)
+        self.mass = MassSender(clients, clock, self.limiter, self.settings, self.worker, LEASE)
         self._wakeup = asyncio.Event()
 
     @classmethod
@@ -139,6 +147,9 @@ class Sender:
         if row.channel == WECOM_CUSTOMER:
             await self.tasks.send(row)
             return
+        if row.channel == OA_MASS:
+            await self.mass.send(row)
+            return
         try:
             channel = channel_of(row)
         except UnknownChannel:
@@ -148,7 +159,7 @@ class Sender:
         await self.limiter.acquire(
             channel.platform, app_id(self.clients, row, channel), channel.api
         )
-        if not await outbox.start_sending(row, self.worker, self.clock.now(), LEASE):
+        if not await self.writes.start(row.id):
             return
         try:
             with single_attempt():
@@ -164,21 +175,21 @@ class Sender:
 
     async def _record(self, row: OutboxMessage, outcome: Outcome) -> None:
         if outcome.retry_at is not None:
-            await outbox.retry_later(row.id, outcome.retry_at, outcome.reason)
+            await self.writes.retry(row.id, outcome.retry_at, outcome.reason)
         else:
             sent_at = self.clock.now() if outcome.status == "sent" else None
-            await outbox.settle(row.id, outcome.status, outcome.reason, sent_at)
+            await self.writes.settle(row.id, outcome.status, outcome.reason, sent_at)
         extra = {"outbox_id": row.id, "channel": row.channel, "status": outcome.status}
         log.info("outbox row settled", extra={**extra, "reason": outcome.reason})
 
 
 def _one_per_task(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
-    """Claimed rows, with one row standing for each WeCom task (it gathers the others)."""
-    seen: set[tuple[str, str, str]] = set()
+    """Claimed rows, one row standing for each WeCom task or mass group (it gathers the rest)."""
+    seen: set[tuple[str, str, str, str]] = set()
     kept = []
     for row in rows:
-        if row.channel == WECOM_CUSTOMER:
-            task = (row.account, row.group_key, row.staff_userid)
+        if row.channel in (WECOM_CUSTOMER, OA_MASS):
+            task = (row.channel, row.account, row.group_key, row.staff_userid)
             if task in seen:
                 continue
             seen.add(task)

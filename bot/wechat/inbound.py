@@ -6,6 +6,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# Events the platform sends about its own jobs: FromUserName is the mass-send assistant,
+# no member (TEMPLATESENDJOBFINISH, by contrast, comes from the recipient's openid).
+PLATFORM_EVENTS = frozenset({"event:masssendjobfinish"})
+
 Platform = Literal["oa", "wecom"]
 
 
@@ -25,8 +29,11 @@ class Inbound:
 
     @property
     def from_member(self) -> bool:
-        """True when a person (member or staff) sent it, not the platform itself."""
-        return self.sender not in ("", "sys")
+        """True when a person (member or staff) sent it, not the platform itself.
+
+        MASSSENDJOBFINISH comes from the platform's mass-send assistant, not a member.
+        """
+        return self.sender not in ("", "sys") and self.kind not in PLATFORM_EVENTS
 
 
 MAX_KEY_LENGTH = 200

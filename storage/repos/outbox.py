@@ -10,7 +10,7 @@ its lease lapsed belonged to a dead sender: it becomes ``unknown`` and is never 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,6 +155,62 @@ async def settle(
     """Record how the call ended."""
     when = utc(sent_at) if sent_at else None
     await _execute(_SETTLE, [status, reason[:255], when, row_id])
+
+
+# The same two statements for many rows at once (rows whose calls run side by side).
+_START_MANY = (
+    "UPDATE outbox_message SET status = 'sending', lease_until = {}, attempts = attempts + 1"
+    " WHERE id {} AND status = 'pending' AND claimed_by = {} RETURNING id"
+)
+_SETTLE_MANY = (
+    "UPDATE outbox_message SET status = {}, reason = {}, sent_at = {}, claimed_by = '',"
+    " lease_until = NULL WHERE id {} AND status = 'sending'"
+)
+
+
+def _many(template: str, dialect: str, before: int, count: int) -> str:
+    """``template`` with ``{}`` placeholders and the id list (``IN (…)`` / ``= ANY``)."""
+    if dialect == "postgres":
+        marks = [f"${i}" for i in range(1, template.count("{}") + 1)]
+        marks[before] = f"= ANY(${before + 1}::bigint[])"
+        return template.format(*marks)
+    marks = ["?"] * template.count("{}")
+    marks[before] = "IN (" + ", ".join(["?"] * count) + ")"
+    return template.format(*marks)
+
+
+def _values(dialect: str, head: list[Any], ids: Sequence[int], tail: list[Any]) -> list[Any]:
+    return [*head, list(ids), *tail] if dialect == "postgres" else [*head, *ids, *tail]
+
+
+async def start_many(ids: Sequence[int], worker: str, now: datetime, lease: timedelta) -> set[int]:
+    """pending → sending for these rows in one statement; the ids this worker still owned.
+
+    Each row's own call must follow this commit (a row is never called before it).
+    """
+    if not ids:
+        return set()
+    conn = connections.get("default")
+    dialect = conn.capabilities.dialect
+    query = _many(_START_MANY, dialect, 1, len(ids))
+    rows = await conn.execute_query_dict(query, _values(dialect, [utc(now + lease)], ids, [worker]))
+    return {int(r["id"]) for r in rows}
+
+
+async def settle_rows(
+    ids: Sequence[int], status: str, reason: str = "", sent_at: datetime | None = None
+) -> int:
+    """Record, in one statement, rows whose calls have all returned with this outcome."""
+    if not ids:
+        return 0
+    conn = connections.get("default")
+    dialect = conn.capabilities.dialect
+    when = utc(sent_at) if sent_at else None
+    query = _many(_SETTLE_MANY, dialect, 3, len(ids))
+    changed, _ = await conn.execute_query(
+        query, _values(dialect, [status, reason[:255], when], ids, [])
+    )
+    return int(changed)
 
 
 async def retry_later(row_id: int, due_at: datetime, reason: str) -> None:

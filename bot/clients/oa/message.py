@@ -93,3 +93,20 @@ class MassApi:
             "clientmsgid": clientmsgid,
         }
         return await self._send("cgi-bin/message/mass/send", body)
+
+    async def send_to_openids(
+        self, openids: Sequence[str], msgtype: str, content: Mapping[str, Any], clientmsgid: str
+    ) -> dict[str, Any]:
+        """POST cgi-bin/message/mass/send with any message type (``text``, ``mpnews``, …).
+
+        ``content`` is the type's object (``{"content": …}``, ``{"media_id": …}``).
+        """
+        body: dict[str, Any] = {
+            "touser": list(openids),
+            "msgtype": msgtype,
+            msgtype: dict(content),
+            "clientmsgid": clientmsgid,
+        }
+        if msgtype == "mpnews":
+            body["send_ignore_reprint"] = 0
+        return await self._send("cgi-bin/message/mass/send", body)
