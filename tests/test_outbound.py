@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,7 +20,7 @@ from bot.outbox.ratelimit import MemoryBuckets
 from bot.outbox.sender import LEASE, Sender
 from storage.models import OutboxMessage
 from storage.repos import outbox
-from tests.conftest import FakeServer, base_config, make_settings
+from tests.conftest import OA_APPID, FakeServer, base_config, make_settings
 from tests.fakes import FakeWall
 from tests.outbound_support import (
     CUSTOM,
@@ -239,3 +241,24 @@ async def test_rows_claimed_by_a_live_sender_are_not_taken_by_another(
     assert fake.platform.calls("oa", CUSTOM) == []
     await outbox.release_claims("other")
     assert await sender(services).run_once() == 3
+
+
+async def test_marketing_rows_reaching_the_sender_in_quiet_hours_wait_until_eight(
+    services: Services, fake: FakeServer, wall: FakeWall
+) -> None:
+    late = datetime(2027, 5, 20, 23, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
+    wall.now = late.timestamp()
+    for openid, kind in (("oQuietM", "marketing"), ("oQuietS", "service")):
+        fake.platform.interaction(appid=OA_APPID, openid=openid, kind="message")
+        message = outbox.NewMessage(
+            f"quiet:{openid}", "oa_cs", "brand", openid, {"text": "hi"}, "t", kind=kind
+        )
+        await outbox.enqueue(message, services.clock.now())
+    await sender(services).drain()
+    assert calls_per_recipient(fake) == {"oQuietS": 1}  # service notices are not held
+    held = await OutboxMessage.get(idempotency_key="quiet:oQuietM")
+    eight = datetime(2027, 5, 21, 8, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert (held.status, held.reason, held.due_at) == ("pending", "quiet hours", eight)
+    wall.now = eight.timestamp()
+    await sender(services).drain()
+    assert calls_per_recipient(fake) == {"oQuietS": 1, "oQuietM": 1}

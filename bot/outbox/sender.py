@@ -36,6 +36,7 @@ from bot.outbox.policy import SENT, Outcome, classify
 from bot.outbox.ratelimit import MemoryBuckets, RateLimiter, make_limiter
 from bot.outbox.wecom_tasks import CHANNEL as WECOM_CUSTOMER
 from bot.outbox.wecom_tasks import TaskSender
+from bot.services.marketing import MarketingPolicy
 from bot.templating import Renderer
 from storage.models import OutboxMessage
 from storage.repos import outbox
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.outbox")
 LEASE = timedelta(seconds=90)
 __all__ = ["LEASE", "Sender", "UnknownChannel"]
+
+
+QUIET_CHANNELS = frozenset({"oa_cs", OA_MASS})
 
 
 class Sender:
@@ -74,6 +78,7 @@ class Sender:
         )
         self.writes = RowWrites(self.worker, LEASE, clock.now, self.settings.concurrency)
         self.mass = MassSender(clients, clock, self.limiter, self.settings, self.worker, LEASE)
+        self.policy = MarketingPolicy(clients.settings.sop, clients.settings.tz)
         self._wakeup = asyncio.Event()
 
     @classmethod
@@ -147,6 +152,8 @@ class Sender:
         if row.channel == WECOM_CUSTOMER:
             await self.tasks.send(row)
             return
+        if await self._held_by_quiet_hours(row):
+            return
         if row.channel == OA_MASS:
             await self.mass.send(row)
             return
@@ -172,6 +179,17 @@ class Sender:
                 exc, channel.platform, now, self.settings, channel.idempotent, attempts
             )
         await self._record(row, outcome)
+
+    async def _held_by_quiet_hours(self, row: OutboxMessage) -> bool:
+        """Marketing to members over OA waits out the quiet hours, however late its row got
+        here (a backlog, retries); WeCom tasks go when their staff choose."""
+        if row.kind != "marketing" or row.channel not in QUIET_CHANNELS:
+            return False
+        until = self.policy.quiet_until(self.clock.now())
+        if until is None:
+            return False
+        await outbox.postpone_claimed(row.id, self.worker, until, "quiet hours")
+        return True
 
     async def _record(self, row: OutboxMessage, outcome: Outcome) -> None:
         if outcome.retry_at is not None:

@@ -250,3 +250,11 @@ async def release_held_before(prefix: str, before: datetime) -> int:
     return await OutboxMessage.filter(
         status="held", group_key__startswith=prefix, created_at__lt=utc(before)
     ).update(status="pending")
+
+
+async def postpone_claimed(row_id: int, worker: str, due_at: datetime, reason: str) -> bool:
+    """A row this worker claimed but will not send yet: pending again, due later."""
+    changed = await OutboxMessage.filter(id=row_id, status="pending", claimed_by=worker).update(
+        due_at=utc(due_at), reason=reason[:255], claimed_by="", lease_until=None
+    )
+    return changed == 1
