@@ -53,17 +53,21 @@ class Target:
 
 
 def _joins(t: Target) -> Sql:
+    # One derived table per statement (the member's first followed openid on the account,
+    # its most recent active staff relation): a join, not a subquery per member.
     if t.channel in OA_CHANNELS:
         return sql(
-            " LEFT JOIN identity oi ON oi.id = (SELECT MIN(i.id) FROM identity i"
-            " WHERE i.member_id = member.id AND i.kind = {} AND i.app = {}"
-            " AND (i.followed OR i.unfollowed_at IS NULL))",
+            " LEFT JOIN (SELECT i.member_id AS member_id, MIN(i.id) AS id FROM identity i"
+            " WHERE i.kind = {} AND i.app = {} AND (i.followed OR i.unfollowed_at IS NULL)"
+            " GROUP BY i.member_id) pick ON pick.member_id = member.id"
+            " LEFT JOIN identity oi ON oi.id = pick.id",
             OA_OPENID,
             t.appid,
         )
     return sql(
-        " LEFT JOIN staff_customer sc ON sc.id = (SELECT MAX(s.id) FROM staff_customer s"
-        " WHERE s.member_id = member.id AND s.corp = {} AND s.status = 'active')",
+        " LEFT JOIN (SELECT s.member_id AS member_id, MAX(s.id) AS id FROM staff_customer s"
+        " WHERE s.corp = {} AND s.status = 'active' GROUP BY s.member_id) pick"
+        " ON pick.member_id = member.id LEFT JOIN staff_customer sc ON sc.id = pick.id",
         t.corp,
     )
 
