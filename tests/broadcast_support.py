@@ -12,6 +12,7 @@ from sop.sql import Sql, join, sql
 from storage.audience import marketing_sql, service_sql
 from storage.models import Identity, Member, StaffCustomer
 from storage.models.members import OA_OPENID
+from storage.repos.member_import import refresh_statistics
 from tests.conftest import OA_APPID, WECOM_CORP_ID, FakeServer
 
 ACTOR = "test-operator"
@@ -65,6 +66,7 @@ async def members(
         for member_id in ids
     ]
     await Identity.bulk_create(identities, batch_size=1000)
+    await refresh_statistics()  # as a member import does after loading in bulk
     if fake is not None and wrote is not None:
         for member_id in ids:
             fake.platform.interaction(appid=OA_APPID, openid=f"oBc{member_id}", kind="message")

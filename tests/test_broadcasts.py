@@ -9,9 +9,16 @@ import pytest
 
 from bot.context import Services
 from bot.services.broadcast_content import PER_MEMBER, BroadcastError
-from bot.services.broadcast_sql import MASS_LIMIT, NO_STAFF, NO_WINDOW, OPTED_OUT, UNFOLLOWED
-from bot.services.broadcast_sql import WECOM_CAP
+from bot.services.broadcast_sql import (
+    MASS_LIMIT,
+    NO_STAFF,
+    NO_WINDOW,
+    OPTED_OUT,
+    UNFOLLOWED,
+    WECOM_CAP,
+)
 from bot.services.broadcasts import BroadcastStateError
+from bot.services.marketing import MarketingPolicy
 from bot.templating import Renderer
 from sop.sql import Sql, in_list, sql
 from storage.models import AuditLog, Broadcast, Identity, Member, OutboxMessage
@@ -187,6 +194,8 @@ async def test_customer_service_reach_lists_exclusions_and_skipped_rows(
     }
     assert {r.recipient for r in rows if r.status == "pending"} == {o for _, o in open_}
     assert opted[0][0] in {r.member_id for r in rows if r.status == "skipped"}
+    no_window = {r.member_id for r in rows if r.reason == NO_WINDOW}
+    assert no_window == {m for m, _ in closed + used}
     # each reached member's slot was claimed (counted like a single notice)
     counted = await Identity.filter(value__in=[o for _, o in open_]).values_list(
         "cs_sent_since_message", flat=True
@@ -272,3 +281,17 @@ async def test_wecom_rows_per_staff_with_the_per_customer_cap(services: Services
 def join_ids(ids: list[int]) -> Sql:
     """An audience of exactly these members."""
     return gold() + sql(" AND member.id IN ") + in_list(ids)
+
+
+async def test_skipped_and_cancelled_rows_do_not_count_against_the_marketing_cap(
+    services: Services,
+) -> None:
+    (member_id, _), *_ = await members(services, 1, wrote=None)
+    broadcast_id = await promo(services)
+    await service(services).start(broadcast_id, gold())
+    row = await OutboxMessage.get(member_id=member_id)
+    assert (row.status, row.reason) == ("skipped", NO_WINDOW)
+    policy = MarketingPolicy(services.settings.sop, services.settings.tz)
+    assert await policy.sent_recently(member_id, services.clock.now()) == 0
+    await OutboxMessage.filter(id=row.id).update(status="pending")
+    assert await policy.sent_recently(member_id, services.clock.now()) == 1
