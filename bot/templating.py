@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 OPT_OUT_PARTIAL = "_optout"
@@ -72,6 +73,25 @@ class Renderer:
         first = source.lstrip().partition("\n")[0]
         found = _KIND.fullmatch(first.strip())
         return found.group(1) if found else "service"
+
+    def variables(self, name: str) -> set[str]:
+        """The variables a template reads (undeclared in it or in the partials it includes)."""
+        found: set[str] = set()
+        pending, seen = [f"{name}.j2"], set()
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            loader = self._env.loader
+            assert loader is not None
+            source, _, _ = loader.get_source(self._env, current)
+            parsed = self._env.parse(source)
+            found |= jinja2.meta.find_undeclared_variables(parsed)
+            pending.extend(
+                ref for ref in jinja2.meta.find_referenced_templates(parsed) if ref is not None
+            )
+        return found
 
     def marketing_names(self) -> list[str]:
         """The templates marked marketing (they must end with the opt-out hint)."""

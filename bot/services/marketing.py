@@ -16,7 +16,7 @@ from storage.models import OutboxMessage
 from storage.timeutil import utc
 
 MARKETING = "marketing"
-NOT_COUNTED = ("unreachable", "failed")  # never reached the member: not counted
+NOT_COUNTED = ("unreachable", "failed", "skipped", "cancelled")  # never reached the member
 
 
 class MarketingPolicy:
@@ -52,7 +52,8 @@ class MarketingPolicy:
 
     async def sent_recently(self, member_id: int, now: datetime) -> int:
         """Marketing outbox rows of the member within the cap's window (reached or not
-        yet settled: ``unreachable`` and ``failed`` rows do not count)."""
+        yet settled: ``unreachable``, ``failed``, ``skipped`` and ``cancelled`` rows do
+        not count)."""
         since = now - timedelta(days=self.settings.marketing_cap_days)
         return (
             await OutboxMessage.filter(

@@ -42,6 +42,7 @@ class Broadcast(Model):
     segment: fields.ForeignKeyNullableRelation[Segment] = fields.ForeignKeyField(
         "models.Segment", related_name="broadcasts", null=True, on_delete=fields.RESTRICT
     )
+    segment_id: int | None
     rule: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     channel = fields.CharField(max_length=24)
     account = fields.CharField(max_length=64, default="")

@@ -1,0 +1,297 @@
+"""Broadcasts: content rules, state machine, expected reach, skipped rows, the report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from bot.context import Services
+from bot.services.broadcast_content import PER_MEMBER, BroadcastError
+from bot.services.broadcast_sql import (
+    MASS_LIMIT,
+    NO_STAFF,
+    NO_WINDOW,
+    OPTED_OUT,
+    UNFOLLOWED,
+    WECOM_CAP,
+)
+from bot.services.broadcasts import BroadcastStateError
+from bot.services.marketing import MarketingPolicy
+from bot.templating import Renderer
+from sop.sql import Sql, in_list, sql
+from storage.models import AuditLog, Broadcast, Identity, Member, OutboxMessage
+from storage.repos import outbox
+from tests.broadcast_support import ACTOR, gold, members, relation, service
+from tests.conftest import FakeServer
+from tests.outbound_support import sender
+
+PROMO = {"variables": {"headline": "双十一", "body": "8 折"}}
+OFFER = {"variables": {"headline": "本周 8 折"}}
+
+
+async def promo(services: Services, channel: str = "oa_cs", **kw: object) -> int:
+    """A marketing broadcast of broadcast_promo on ``channel``; its id."""
+    made = await service(services).create(
+        "双十一",
+        channel,
+        actor=ACTOR,
+        template="broadcast_promo",
+        content=PROMO,
+        account="brand",
+        **kw,  # type: ignore[arg-type]
+    )
+    return int(made.id)
+
+
+def test_every_marketing_broadcast_template_carries_the_opt_out_hint() -> None:
+    renderer = Renderer()
+    names = [n for n in renderer.marketing_names() if n.startswith("broadcast_")]
+    assert "broadcast_promo" in names
+    for name in names:
+        assert renderer.variables(name) >= {"headline"}
+        rendered = renderer.render(name, headline="h", body="b", **dict.fromkeys(PER_MEMBER, "x"))
+        assert rendered.endswith(renderer.opt_out_hint())
+
+
+@pytest.mark.parametrize("channel", ["oa_mass", "wecom_customer"])
+async def test_per_member_variables_are_refused_where_one_content_goes_to_everyone(
+    services: Services, channel: str
+) -> None:
+    with pytest.raises(BroadcastError, match="per-member variables code, member_name"):
+        await service(services).create(
+            "offer",
+            channel,
+            actor=ACTOR,
+            template="broadcast_member_offer",
+            content=OFFER,
+            account="brand",
+        )
+    assert not await Broadcast.exists()
+
+
+async def test_per_member_variables_render_per_recipient_on_customer_service(
+    services: Services,
+) -> None:
+    (member_id, openid), *_ = await members(services, 2)
+    made = await service(services).create(
+        "offer",
+        "oa_cs",
+        actor=ACTOR,
+        template="broadcast_member_offer",
+        content=OFFER,
+        account="brand",
+    )
+    await service(services).start(int(made.id), gold())
+    row = await OutboxMessage.get(recipient=openid)
+    code = (await Member.get(id=member_id)).code
+    assert row.payload["text"].startswith("会员0，本周 8 折")
+    assert code in row.payload["text"]
+    assert row.payload["text"].endswith(Renderer().opt_out_hint())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"template": "", "content": {"text": "大促"}}, "must use a marketing template"),
+        ({"template": "welcome", "content": {}}, "needs a marketing template"),
+        ({"template": "broadcast_promo", "content": {}}, "needs variables body, headline"),
+        ({"template": "nope", "content": {}}, "no template named"),
+        ({"template": "broadcast_promo", "content": PROMO, "account": "x"}, "no Official Account"),
+    ],
+)
+async def test_content_rules(services: Services, kwargs: dict[str, object], message: str) -> None:
+    values = {"account": "brand", **kwargs}
+    with pytest.raises(BroadcastError, match=message):
+        await service(services).create("x", "oa_cs", actor=ACTOR, **values)  # type: ignore[arg-type]
+
+
+async def test_template_messages_carry_service_notices_only(services: Services) -> None:
+    body = {"template_id": "TPL", "data": {"first": {"value": "x"}}}
+    with pytest.raises(BroadcastError, match="service notices only"):
+        await service(services).create(
+            "t", "oa_template", actor=ACTOR, content=body, account="brand"
+        )
+    with pytest.raises(BroadcastError, match="verified service account"):
+        await service(services).create(
+            "t", "oa_template", actor=ACTOR, content=body, account="compat", kind="service"
+        )
+    made = await service(services).create(
+        "t", "oa_template", actor=ACTOR, content=body, account="brand", kind="service"
+    )
+    assert made.state == "draft"
+
+
+async def test_state_machine_refuses_illegal_changes_and_audits_each_change(
+    services: Services,
+) -> None:
+    await members(services, 1)
+    bc = service(services)
+    broadcast_id = await promo(services)
+    with pytest.raises(BroadcastStateError, match=f"broadcast {broadcast_id} is draft: pause"):
+        await bc.pause(broadcast_id, actor=ACTOR)
+    with pytest.raises(BroadcastStateError, match="resume needs paused"):
+        await bc.resume(broadcast_id, actor=ACTOR)
+    await bc.schedule(broadcast_id, services.clock.now() + timedelta(hours=1), actor=ACTOR)
+    await bc.cancel(broadcast_id, actor="boss")
+    with pytest.raises(BroadcastStateError, match="is cancelled: start needs draft or scheduled"):
+        await bc.start(broadcast_id, gold())
+    with pytest.raises(BroadcastStateError, match="is cancelled: cancel"):
+        await bc.cancel(broadcast_id, actor=ACTOR)
+    audit = await AuditLog.filter(target=f"broadcast:{broadcast_id}").order_by("id")
+    assert [(a.action, a.actor) for a in audit] == [
+        ("broadcast.create", ACTOR),
+        ("broadcast.scheduled", ACTOR),
+        ("broadcast.cancelled", "boss"),
+    ]
+
+
+async def test_start_due_starts_scheduled_broadcasts_whose_time_came(services: Services) -> None:
+    await members(services, 3)
+    bc = service(services)
+    bc.audience_for = lambda b: gold()
+    now = services.clock.now()
+    soon, later = await promo(services), await promo(services)
+    await bc.schedule(soon, now + timedelta(minutes=5), actor=ACTOR)
+    await bc.schedule(later, now + timedelta(hours=5), actor=ACTOR)
+    assert await bc.start_due(now) == []
+    assert await bc.start_due(now + timedelta(minutes=5)) == [soon]
+    assert (await Broadcast.get(id=soon)).state == "sending"
+    assert (await Broadcast.get(id=later)).state == "scheduled"
+    assert await OutboxMessage.filter(group_key=f"bc:{soon}").count() == 3
+
+
+async def test_customer_service_reach_lists_exclusions_and_skipped_rows(
+    services: Services, fake: FakeServer
+) -> None:
+    open_ = await members(services, 3, fake=fake)
+    closed = await members(services, 2, wrote=None)
+    used = await members(services, 1, fake=fake)
+    await Identity.filter(value=used[0][1]).update(cs_sent_since_message=5)
+    gone = await members(services, 1, fake=fake)
+    await Identity.filter(value=gone[0][1]).update(
+        followed=False, unfollowed_at=services.clock.now()
+    )
+    opted = await members(services, 1, fake=fake, marketing_opt_out=True)
+    await members(services, 2, fake=fake, tier="basic")  # not in the segment
+    bc = service(services)
+    broadcast_id = await promo(services)
+    # the marketing base conditions leave opted-out members out of the audience already
+    reach = await bc.preview(broadcast_id, gold())
+    assert (reach.total, reach.reached) == (7, 3)
+    assert reach.excluded == {NO_WINDOW: 3, UNFOLLOWED: 1}
+    # an audience built on the service base still never reaches them with marketing
+    reach = await bc.preview(broadcast_id, gold("service"))
+    assert reach.excluded == {NO_WINDOW: 3, OPTED_OUT: 1, UNFOLLOWED: 1}
+    await bc.start(broadcast_id, gold("service"))
+    rows = await OutboxMessage.filter(group_key=f"bc:{broadcast_id}")
+    assert Counter((r.status, r.reason) for r in rows) == {
+        ("pending", ""): 3,
+        ("skipped", NO_WINDOW): 3,
+        ("skipped", OPTED_OUT): 1,
+        ("skipped", UNFOLLOWED): 1,
+    }
+    assert {r.recipient for r in rows if r.status == "pending"} == {o for _, o in open_}
+    assert opted[0][0] in {r.member_id for r in rows if r.status == "skipped"}
+    no_window = {r.member_id for r in rows if r.reason == NO_WINDOW}
+    assert no_window == {m for m, _ in closed + used}
+    # each reached member's slot was claimed (counted like a single notice)
+    counted = await Identity.filter(value__in=[o for _, o in open_]).values_list(
+        "cs_sent_since_message", flat=True
+    )
+    assert counted == [1, 1, 1]
+    await sender(services).drain()
+    assert await sender(services).run_once() == 0  # skipped rows are never claimed
+    report = await bc.report(broadcast_id)
+    assert report["state"] == "done"
+    assert report["channels"]["oa_cs"]["sent"]["count"] == 3
+    assert report["channels"]["oa_cs"]["skipped"]["reasons"][NO_WINDOW] == 3
+    assert report["reach"]["reached"] == 3
+
+
+async def test_a_second_start_enqueues_nothing_twice(services: Services, fake: FakeServer) -> None:
+    await members(services, 7, fake=fake)
+    bc = service(services, batch=3)
+    broadcast_id = await promo(services)
+    await bc.start(broadcast_id, gold())
+    with pytest.raises(BroadcastStateError):
+        await bc.start(broadcast_id, gold())
+    await Broadcast.filter(id=broadcast_id).update(reach={"enqueued": False})  # died mid-way
+    await bc.continue_enqueue(broadcast_id, gold())
+    assert await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").count() == 7
+    counted = await Identity.all().values_list("cs_sent_since_message", flat=True)
+    assert set(counted) == {1}
+
+
+async def test_mass_send_reach_counts_four_submitted_mass_rows_a_month(
+    services: Services,
+) -> None:
+    (full, _), (once, _), *_ = await members(services, 3, wrote=None)
+    now = services.clock.now()
+    for i, member_id in enumerate([full] * 4 + [once]):
+        row = outbox.NewMessage(
+            f"old:{i}",
+            "oa_mass",
+            "brand",
+            f"oBc{member_id}",
+            {},
+            "broadcast",
+            member_id,
+            "marketing",
+            group_key="bc:old",
+        )
+        await outbox.insert(row, now, status="submitted")
+    broadcast_id = await promo(services, "oa_mass")
+    bc = service(services)
+    reach = await bc.preview(broadcast_id, gold())
+    assert (reach.total, reach.reached, reach.excluded) == (3, 2, {MASS_LIMIT: 1})
+    await bc.start(broadcast_id, gold())
+    rows = await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").order_by("member_id")
+    assert [(r.status, r.channel) for r in rows] == [
+        ("skipped", "oa_mass"),
+        ("pending", "oa_mass"),
+        ("pending", "oa_mass"),
+    ]
+    assert rows[1].payload["text"].endswith(Renderer().opt_out_hint())
+
+
+async def test_wecom_rows_per_staff_with_the_per_customer_cap(services: Services) -> None:
+    ids = [m for m, _ in await members(services, 4, wrote=None)]
+    await relation(ids[0], "alice")
+    await relation(ids[1], "bob")
+    await relation(ids[2], "alice")
+    await relation(ids[3], "bob", status="ended")
+    bc = service(services)
+    earlier = await promo(services, "wecom_customer")
+    await bc.start(earlier, join_ids([ids[2]]))
+    broadcast_id = await promo(services, "wecom_customer")
+    reach = await bc.preview(broadcast_id, gold())
+    assert reach.excluded == {NO_STAFF: 1, WECOM_CAP: 1}
+    await bc.start(broadcast_id, gold())
+    rows = await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").order_by("member_id")
+    assert [(r.status, r.staff_userid, r.recipient) for r in rows] == [
+        ("pending", "alice", f"wm{ids[0]}"),
+        ("pending", "bob", f"wm{ids[1]}"),
+        ("skipped", "alice", f"wm{ids[2]}"),
+        ("skipped", "", ""),
+    ]
+
+
+def join_ids(ids: list[int]) -> Sql:
+    """An audience of exactly these members."""
+    return gold() + sql(" AND member.id IN ") + in_list(ids)
+
+
+async def test_skipped_and_cancelled_rows_do_not_count_against_the_marketing_cap(
+    services: Services,
+) -> None:
+    (member_id, _), *_ = await members(services, 1, wrote=None)
+    broadcast_id = await promo(services)
+    await service(services).start(broadcast_id, gold())
+    row = await OutboxMessage.get(member_id=member_id)
+    assert (row.status, row.reason) == ("skipped", NO_WINDOW)
+    policy = MarketingPolicy(services.settings.sop, services.settings.tz)
+    assert await policy.sent_recently(member_id, services.clock.now()) == 0
+    await OutboxMessage.filter(id=row.id).update(status="pending")
+    assert await policy.sent_recently(member_id, services.clock.now()) == 1
