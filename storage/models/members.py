@@ -76,6 +76,7 @@ class Identity(Model):
     class Meta:
         table = "identity"
         unique_together = (("kind", "app", "value"),)
+        indexes = (("member_id",),)  # a member's identities (every notice, merge, erasure)
 
 
 class MemberMerge(Model):

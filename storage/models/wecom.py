@@ -42,6 +42,7 @@ class StaffCustomer(Model):
     class Meta:
         table = "staff_customer"
         unique_together = (("corp", "staff_userid", "external_userid"),)
+        indexes = (("member_id",),)  # a member's staff (the WeCom channel, reach, merges)
 
 
 class CustomerTag(Model):
