@@ -25,7 +25,16 @@ from storage.models import AuditLog, Broadcast, Identity, Member, OutboxMessage
 from storage.repos import outbox
 from tests.broadcast_support import ACTOR, gold, members, relation, service
 from tests.conftest import FakeServer
+from tests.fakes import FakeWall
 from tests.outbound_support import sender
+
+
+@pytest.fixture(autouse=True)
+def _daytime(wall: FakeWall) -> None:
+    """10:13 in Shanghai: marketing is held in the quiet hours (22:00–08:00), and the
+    suite's pinned time (06:13 there) falls inside them."""
+    wall.now += 4 * 3600
+
 
 PROMO = {"variables": {"headline": "双十一", "body": "8 折"}}
 OFFER = {"variables": {"headline": "本周 8 折"}}
