@@ -10,12 +10,10 @@ coupon's reward exist. Any failure stops start-up with an error naming the SOP i
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from bot.config import ConfigError, Settings
 from bot.config_sop import SopRule
 from bot.templating import Renderer
-from sop.audiences import AudienceError, check_audience, compile_audience
+from sop.audiences import AudienceError, check_audience
 
 
 class SopConfigError(ConfigError):
@@ -41,10 +39,13 @@ def _problem(
 ) -> str:
     try:
         check_audience(rule)
-        # what needs the settings too (tier codes, ...) fails here, not at the first fire
-        compile_audience(rule, datetime.now(settings.tz), settings)
     except AudienceError as exc:
         return f"audience: {exc}"
+    # what needs the settings too fails here, not at the first fire (no database yet)
+    known = {t.code for t in settings.membership.tiers}
+    unknown = sorted(set(rule.audience.params.get("tiers", ())) - known)
+    if unknown:
+        return f"audience: unknown tier {', '.join(unknown)} (tiers: {', '.join(sorted(known))})"
     if rule.account and rule.account not in settings.accounts:
         return f"account {rule.account!r} is not an [accounts] name"
     if rule.action.coupon and rule.action.coupon not in rewards:

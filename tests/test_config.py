@@ -134,3 +134,12 @@ async def test_the_example_settings_start_the_app(make_client: Any, database: st
     client = await make_client(settings)
     assert (await client.get("/healthz")).status == 200
     assert await Reward.filter(source="config").count() == len(settings.rewards) > 0
+
+
+def test_services_build_before_the_database_is_open() -> None:
+    # serve builds its services first and opens the database in the app's start-up, so
+    # start-up checks (SOP rules, templates) must not need a connection
+    from bot.app import build_services
+
+    settings = load_settings(Path(__file__).resolve().parent.parent / "config.example.toml", {})
+    assert build_services(settings).settings.sop.rules
