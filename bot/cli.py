@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -295,27 +296,8 @@ def _run(args: argparse.Namespace) -> int:
         from bot.devtools.migrations import make_migrations
 
         return _async(make_migrations())
-    if args.command == "events":
-        from bot import cli_events
-
-        command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
-            cli_events, f"{args.events_command}_events"
-        )
-        return _async(_with_db(settings, command(settings, args)))
-    if args.command == "tiers":
-        from bot import cli_tiers
-
-        tiers_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
-            cli_tiers, f"{args.tiers_command}_tiers"
-        )
-        return _async(_with_db(settings, tiers_command(settings, args)))
-    if args.command == "coupons":
-        from bot import cli_coupons
-
-        coupons_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
-            cli_coupons, f"{args.coupons_command}_coupons"
-        )
-        return _async(_with_db(settings, coupons_command(settings, args)))
+    if args.command in _SUBCOMMAND_MODULES:
+        return _async(_with_db(settings, _subcommand(args)(settings, args)))
     if args.command == "orders":
         from bot import cli_orders
 
@@ -332,23 +314,24 @@ def _run(args: argparse.Namespace) -> int:
             cli_wecom, f"{name.replace('-', '_')}_wecom"
         )
         return _async(_with_db(settings, wecom_command(settings, args)))
-    if args.command == "sop":
-        from bot import cli_sop
-
-        sop_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
-            cli_sop, f"{args.sop_command}_sop"
-        )
-        return _async(_with_db(settings, sop_command(settings, args)))
-    if args.command == "segments":
-        from bot import cli_segments
-
-        segments_command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
-            cli_segments, f"{args.segments_command}_segments"
-        )
-        return _async(_with_db(settings, segments_command(settings, args)))
     if args.command in ("points", "members", "oa"):
         return _async(_with_db(settings, _operator_command(settings, args)))
     raise CliError(f"unknown command {args.command}")
+
+
+# Commands whose subcommand X is the function ``X_<command>`` of ``bot.cli_<command>``.
+_SUBCOMMAND_MODULES = ("events", "tiers", "coupons", "sop", "segments")
+
+
+def _subcommand(
+    args: argparse.Namespace,
+) -> Callable[[Settings, argparse.Namespace], Awaitable[int]]:
+    module = importlib.import_module(f"bot.cli_{args.command}")
+    name = getattr(args, f"{args.command}_command").replace("-", "_")
+    command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = getattr(
+        module, f"{name}_{args.command}"
+    )
+    return command
 
 
 def _operator_command(settings: Settings, args: argparse.Namespace) -> Awaitable[int]:
