@@ -32,6 +32,7 @@ from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
+from bot.services.broadcasts import BroadcastService
 from bot.services.events import EventHub
 from bot.services.mall import MallService
 from bot.services.members import MemberService
@@ -94,6 +95,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> web.Ap
     app[RECORDER] = inbound_repo.InboundRecorder()
     app[SENDER] = Sender.for_services(services)
     services.notify.wake = app[SENDER].wake
+    services.broadcasts.wake = app[SENDER].wake
     app[INTAKE] = _intake(app, ov)
     if ov.manage_db:
         app.cleanup_ctx.append(_database)
@@ -160,6 +162,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
             ov.merger or merge_members,
         ),
         events=events,
+        broadcasts=BroadcastService(settings, clock, renderer),
         resolve_member=ov.resolve_member or members.resolve,
     )
 

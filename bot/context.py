@@ -19,6 +19,7 @@ from storage.keys import KeyBuilder
 if TYPE_CHECKING:
     from bot.background import Background
     from bot.services.binding import BindingService
+    from bot.services.broadcasts import BroadcastService
     from bot.services.events import EventHub
     from bot.services.mall import MallService
     from bot.services.members import MemberService
@@ -94,6 +95,7 @@ class Services:
     orders: OrderService
     phone: PhoneService
     events: EventHub
+    broadcasts: BroadcastService
     resolve_member: MemberResolver = no_member
 
 

@@ -50,6 +50,7 @@ class TickReport:
     resumed: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     dispatched: int = 0
+    broadcasts: list[int] = field(default_factory=list)  # started this tick
 
 
 class SopScheduler:
@@ -178,7 +179,16 @@ class SopScheduler:
                 except Exception:
                     log.exception("dispatching due touches failed")
                     report.failed.append("dispatch")
+            await self._broadcasts(now, report)
             return report
+
+    async def _broadcasts(self, now: datetime, report: TickReport) -> None:
+        # Scheduled broadcasts whose time came start here; sending ones are settled.
+        try:
+            report.broadcasts = await self.services.broadcasts.start_due(now)
+        except Exception:
+            log.exception("starting due broadcasts failed")
+            report.failed.append("broadcasts")
 
     def _lost(self) -> bool:
         return not self.leadership.is_leader

@@ -27,7 +27,7 @@ def gold(kind: str = "marketing") -> Sql:
 
 def service(services: Services, batch: int = 500) -> BroadcastService:
     """A broadcast service on these services."""
-    return BroadcastService(services, rules=Rules(batch=batch))
+    return BroadcastService.for_services(services, rules=Rules(batch=batch))
 
 
 async def members(

@@ -247,7 +247,7 @@ async def test_mass_send_reach_counts_four_submitted_mass_rows_a_month(
             {},
             "broadcast",
             member_id,
-            "marketing",
+            "service",  # the mass limit counts every kind (the marketing cap would too)
             group_key="bc:old",
         )
         await outbox.insert(row, now, status="submitted")
@@ -304,3 +304,88 @@ async def test_skipped_and_cancelled_rows_do_not_count_against_the_marketing_cap
     assert await policy.sent_recently(member_id, services.clock.now()) == 0
     await OutboxMessage.filter(id=row.id).update(status="pending")
     assert await policy.sent_recently(member_id, services.clock.now()) == 1
+
+
+GOLD_RULE = {"all": [{"field": "tier", "in": ["gold"]}]}
+
+
+async def test_a_segment_broadcast_compiles_its_rule_and_snapshots_it(services: Services) -> None:
+    from storage.repos import segments as segment_repo
+
+    await members(services, 3)
+    await members(services, 2, tier="silver")
+    now = services.clock.now()
+    segment, _ = await segment_repo.save("gold", GOLD_RULE, description="", actor=ACTOR, now=now)
+    bc = service(services)
+    broadcast_id = await promo(services, segment_id=int(segment.id))
+    assert (await bc.preview(broadcast_id)).total == 3
+    reach = await bc.start(broadcast_id, actor=ACTOR)
+    assert (reach.total, reach.reached) == (3, 3)
+    # Editing the segment later does not change who the started broadcast is for.
+    await segment_repo.save("gold", {"all": []}, description="", actor=ACTOR, now=now)
+    started = await Broadcast.get(id=broadcast_id)
+    assert started.rule == GOLD_RULE
+    assert (await bc.preview(broadcast_id)).total == 3
+
+
+async def test_a_bad_rule_fails_before_the_broadcast_starts(services: Services) -> None:
+    bc = service(services)
+    broadcast_id = await promo(services, rule={"all": [{"field": "nope"}]})
+    with pytest.raises(BroadcastError, match="segment rule"):
+        await bc.start(broadcast_id, actor=ACTOR)
+    assert (await Broadcast.get(id=broadcast_id)).state == "draft"
+
+
+async def test_marketing_cap_excludes_members_who_had_enough(services: Services) -> None:
+    from bot.services.broadcast_sql import MARKETING_CAP
+
+    ids = await members(services, 3)
+    now = services.clock.now()
+    capped = ids[0][0]
+    for n in range(services.settings.sop.marketing_cap):
+        await OutboxMessage.create(
+            idempotency_key=f"earlier:{n}",
+            channel="oa_cs",
+            account="brand",
+            recipient=ids[0][1],
+            member_id=capped,
+            source="sop",
+            kind="marketing",
+            payload={},
+            status="sent",
+            due_at=now,
+        )
+    bc = service(services)
+    broadcast_id = await promo(services, rule=GOLD_RULE)
+    reach = await bc.preview(broadcast_id)
+    assert reach.excluded == {MARKETING_CAP: 1}
+    assert reach.reached == 2
+    # A service broadcast ignores the cap.
+    notice = await bc.create(
+        "通知",
+        "oa_cs",
+        actor=ACTOR,
+        template="broadcast_notice",
+        content=PROMO,
+        account="brand",
+        kind="service",
+        rule=GOLD_RULE,
+    )
+    assert MARKETING_CAP not in (await bc.preview(int(notice.id))).excluded
+
+
+async def test_the_scheduler_tick_starts_due_broadcasts(services: Services) -> None:
+    from sop.leader import LocalLeadership
+    from sop.schedule import SopScheduler
+
+    await members(services, 2)
+    bc = services.broadcasts
+    broadcast_id = await promo(services, rule=GOLD_RULE)
+    now = services.clock.now()
+    await bc.schedule(broadcast_id, now + timedelta(minutes=1), actor=ACTOR)
+    scheduler = SopScheduler(None, services, LocalLeadership(), [])
+    assert await scheduler.keep_lease()
+    assert (await scheduler.tick(now)).broadcasts == []
+    assert (await scheduler.tick(now + timedelta(minutes=1))).broadcasts == [broadcast_id]
+    assert (await Broadcast.get(id=broadcast_id)).state == "sending"
+    assert await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").count() == 2

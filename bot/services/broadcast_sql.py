@@ -30,6 +30,8 @@ NO_WINDOW = "no customer-service window, or its quota used"
 MASS_LIMIT = f"OA mass send: {MASS_PER_MONTH} this month already"
 NO_STAFF = "no active WeCom staff relation"
 WECOM_CAP = "WeCom per-customer cap: group messages today"
+MARKETING_CAP = "marketing cap: enough marketing messages lately"
+NOT_COUNTED = ("unreachable", "failed", "skipped", "cancelled")  # never reached the member
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class Target:
     now: datetime
     tz: ZoneInfo
     wecom_daily_cap: int = 1
+    marketing_cap: int = 0  # marketing rows per member within cap_days (0: no cap)
+    cap_days: int = 7
 
     @property
     def group_key(self) -> str:
@@ -131,9 +135,31 @@ def _channel_whens(t: Target) -> list[Sql]:
     ]
 
 
+def _marketing_whens(t: Target) -> list[Sql]:
+    # Opt-out, then the per-member cap (DESIGN §5): marketing rows of other sends within
+    # the cap's window that reached the member or may still.
+    if t.kind != "marketing":
+        return []
+    whens = [_when(sql("member.marketing_opt_out"), OPTED_OUT)]
+    if t.marketing_cap > 0:
+        recent = (
+            sql(
+                "(SELECT COUNT(*) FROM outbox_message o WHERE o.member_id = member.id"
+                " AND o.kind = 'marketing' AND o.created_at >= {} AND o.group_key <> {}"
+                " AND o.status NOT IN ",
+                t.now - timedelta(days=t.cap_days),
+                t.group_key,
+            )
+            + in_list(NOT_COUNTED)
+            + sql(")")
+        )
+        whens.append(_when(recent + sql(" >= {}", t.marketing_cap), MARKETING_CAP))
+    return whens
+
+
 def reason_case(t: Target) -> Sql:
     """``CASE … END``: why the member is excluded, '' when the member will be reached."""
-    whens = [_when(sql("member.marketing_opt_out"), OPTED_OUT)] if t.kind == "marketing" else []
+    whens = _marketing_whens(t)
     return sql("(CASE") + join([*whens, *_channel_whens(t)], "") + sql(" ELSE '' END)")
 
 

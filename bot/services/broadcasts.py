@@ -5,11 +5,13 @@ Every change is a conditional update with an AuditLog row naming the actor; an i
 change raises :class:`BroadcastStateError` naming the states. ``start`` computes the
 expected reach and enqueues set-based (:mod:`bot.services.broadcast_enqueue`); the
 outbound engine sends the rows. The audience is a ``sop.sql.Sql`` condition over
-``member`` (base conditions included), built by the caller from the segment rule.
+``member`` (base conditions included), compiled from the segment's rule (the snapshot
+once sending started) by :meth:`BroadcastService.audience`; callers may pass their own.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,15 +21,20 @@ from bot.services import broadcast_report
 from bot.services.broadcast_content import BroadcastError, Content, check
 from bot.services.broadcast_enqueue import Enqueuer
 from bot.services.broadcast_sql import OA_CHANNELS, Target, reach_counts
+from sop import segments
 from sop.sql import Sql, rows
 from storage.models import Broadcast, Segment
 from storage.repos import broadcasts as repo
 from storage.timeutil import utc
 
 if TYPE_CHECKING:
+    from bot.clock import BusinessClock
+    from bot.config import Settings
     from bot.context import Services
+    from bot.templating import Renderer
 
 SYSTEM = "system"
+log = logging.getLogger("bot.broadcasts")
 AudienceFor = Callable[[Broadcast], Sql]
 __all__ = ["BroadcastError", "BroadcastService", "BroadcastStateError", "Reach", "Rules"]
 
@@ -86,18 +93,25 @@ class BroadcastService:
 
     def __init__(
         self,
-        services: Services,
+        settings: Settings,
+        clock: BusinessClock,
+        renderer: Renderer,
         *,
         rules: Rules | None = None,
         audience_for: AudienceFor | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        self.settings = services.settings
-        self.clock = services.clock
-        self.renderer = services.renderer
+        self.settings = settings
+        self.clock = clock
+        self.renderer = renderer
         self.rules = rules or Rules()
         self.audience_for = audience_for
-        self.wake = wake
+        self.wake = wake  # the outbound sender's wake-up, set by create_app
+
+    @classmethod
+    def for_services(cls, services: Services, **options: Any) -> BroadcastService:
+        """A service on these services' settings, clock and renderer."""
+        return cls(services.settings, services.clock, services.renderer, **options)
 
     async def create(
         self,
@@ -162,13 +176,29 @@ class BroadcastService:
             now,
             self.settings.tz,
             self.rules.wecom_daily_cap,
+            self.settings.sop.marketing_cap,
+            self.settings.sop.marketing_cap_days,
         )
 
-    async def preview(self, broadcast_id: int, audience: Sql) -> Reach:
+    async def audience(self, b: Broadcast) -> Sql:
+        """Who the broadcast is for: its rule (the segment's until sending starts) compiled
+        for its kind at the business clock's now. BroadcastError names a bad rule."""
+        if self.audience_for is not None:
+            return self.audience_for(b)
+        raw = dict(b.rule) if b.state not in ("draft", "scheduled") else await self._rule(b)
+        try:
+            rule = segments.parse_rule(raw)
+        except segments.SegmentError as exc:
+            raise BroadcastError(f"broadcast {b.id}: segment rule: {exc}") from exc
+        return segments.compile_segment(
+            rule, kind=b.kind, settings=self.settings, now=self.clock.now()
+        )
+
+    async def preview(self, broadcast_id: int, audience: Sql | None = None) -> Reach:
         """The expected reach now (content re-checked: per-member variables refused)."""
         b = await self.get(broadcast_id)
         self._content(b)
-        return await self._reach(b, audience)
+        return await self._reach(b, audience if audience is not None else await self.audience(b))
 
     async def _reach(self, b: Broadcast, audience: Sql) -> Reach:
         found = await rows(reach_counts(self._target(b, self.clock.now()), audience))
@@ -190,20 +220,26 @@ class BroadcastService:
         """draft (or scheduled) → scheduled at ``at``; start_due starts it then."""
         await self._move(broadcast_id, "schedule", actor, scheduled_at=at)
 
-    async def start(self, broadcast_id: int, audience: Sql, *, actor: str = SYSTEM) -> Reach:
+    async def start(
+        self, broadcast_id: int, audience: Sql | None = None, *, actor: str = SYSTEM
+    ) -> Reach:
         """draft or scheduled → sending: snapshot the rule, store the reach, enqueue."""
         b = await self.get(broadcast_id)
         self._content(b)
         rule = await self._rule(b)
+        if audience is None:
+            audience = await self.audience(b)  # a bad rule fails before the state changes
         await self._move(broadcast_id, "start", actor, started_at=self.clock.now(), rule=rule)
         return await self._enqueue(broadcast_id, audience)
 
-    async def continue_enqueue(self, broadcast_id: int, audience: Sql) -> Reach:
+    async def continue_enqueue(self, broadcast_id: int, audience: Sql | None = None) -> Reach:
         """Finish the enqueue of a sending broadcast whose process died while enqueueing
         (members that have a row already are left alone)."""
         b = await self.get(broadcast_id)
         if b.state not in ("sending", "paused") or b.reach.get("enqueued"):
             raise BroadcastStateError(broadcast_id, b.state, "continue", ("sending", "paused"))
+        if audience is None:
+            audience = await self.audience(b)
         return await self._enqueue(broadcast_id, audience)
 
     async def _enqueue(self, broadcast_id: int, audience: Sql) -> Reach:
@@ -280,15 +316,16 @@ class BroadcastService:
 
     async def start_due(self, now: datetime) -> list[int]:
         """Start the scheduled broadcasts whose time came; settle finished ones. Ids started."""
-        if self.audience_for is None:
-            raise BroadcastError("start_due needs an audience builder (audience_for)")
         started = []
         due = await Broadcast.filter(state="scheduled", scheduled_at__lte=utc(now)).order_by("id")
         for b in due:
             try:
-                await self.start(int(b.id), self.audience_for(b))
+                await self.start(int(b.id))
             except BroadcastStateError:
                 continue  # another process started or cancelled it first
+            except BroadcastError as exc:
+                log.warning("scheduled broadcast %s not started: %s", b.id, exc)
+                continue
             started.append(int(b.id))
         for b in await Broadcast.filter(state="sending").only("id"):
             await self.status(int(b.id))
