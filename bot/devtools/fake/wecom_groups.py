@@ -10,17 +10,28 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from bot.devtools.fake.common import Body, FakeError, Json, Route, china_day, page, wecom_bad
+from bot.devtools.fake.common import (
+    Body,
+    FakeError,
+    Json,
+    Route,
+    china_day,
+    china_month,
+    page,
+    wecom_bad,
+)
 from bot.devtools.fake.wecom_state import CorpState, GroupChat, GroupMember, GroupMsg, SendEntry
 
 if TYPE_CHECKING:
     from bot.devtools.fake.common import ApiRequest
     from bot.devtools.fake.platform import FakePlatform
 
-# send_list status: 0 not sent yet, 1 sent, 2 not a friend (customer), 3 the customer
-# already received a group message (the per-customer cap).
+# send_list status: 0 not sent yet, 1 sent, 2 not a friend (customer) or not sendable
+# (group), 3 the customer or group already received its group messages (the cap).
 PENDING, SENT, NOT_FRIEND, CAPPED = 0, 1, 2, 3
 MAX_CUSTOMERS, MAX_ATTACHMENTS = 10_000, 9
+# chat_id_list: "最多可一次指定2000个客户群" (92135).
+MAX_CHATS = 2000
 
 
 def add_msg_template(p: FakePlatform, req: ApiRequest) -> Json:
@@ -40,11 +51,13 @@ def add_msg_template(p: FakePlatform, req: ApiRequest) -> Json:
     if chat_type == "single":
         _single_entries(corp, msg, body, p.now())
     else:
-        _group_entries(corp, msg, body)
+        _group_entries(corp, msg, body, p.now())
     corp.group_msgs[msg.msgid] = msg
     for userid in dict.fromkeys(e.userid for e in msg.entries if e.status == PENDING):
         p.deliver(userid, "groupmsg_task", f"[群发任务待确认] {text}", msgid=msg.msgid)
-    fail_list = [e.external_userid for e in msg.entries if e.status in (NOT_FRIEND, CAPPED)]
+    # fail_list names customers only; a capped group shows as status 3 in the send result.
+    failed = (NOT_FRIEND, CAPPED)
+    fail_list = [e.external_userid for e in msg.entries if e.external_userid and e.status in failed]
     return {"errcode": 0, "errmsg": "ok", "fail_list": fail_list, "msgid": msg.msgid}
 
 
@@ -71,15 +84,25 @@ def _single_entries(corp: CorpState, msg: GroupMsg, body: Body, now: float) -> N
         msg.entries.append(SendEntry(ext, "", userid, status))
 
 
-def _group_entries(corp: CorpState, msg: GroupMsg, body: Body) -> None:
+def _group_entries(corp: CorpState, msg: GroupMsg, body: Body, now: float) -> None:
+    """Each chat gets an entry; a chat whose monthly limit is used is capped at once."""
     if not msg.sender:
         raise wecom_bad("sender is required for chat_type group")
     chat_ids = body.strs("chat_id_list")
-    owned = [c.chat_id for c in corp.group_chats.values() if c.owner == msg.sender]
-    for chat_id in chat_ids or owned:
-        if chat_id not in owned:
+    if len(chat_ids) > MAX_CHATS:
+        raise wecom_bad("at most 2,000 chat_id_list")
+    owned = {c.chat_id: c for c in corp.group_chats.values() if c.owner == msg.sender}
+    month = china_month(now)
+    for chat_id in dict.fromkeys(chat_ids or owned):
+        chat = owned.get(chat_id)
+        if chat is None:
             raise FakeError(40050, "chatid not exist")
-        msg.entries.append(SendEntry("", chat_id, msg.sender, PENDING))
+        status = PENDING
+        if chat.group_msgs_by_month.get(month, 0) >= corp.group_chat_msg_cap:
+            status = CAPPED
+        else:
+            chat.group_msgs_by_month[month] = chat.group_msgs_by_month.get(month, 0) + 1
+        msg.entries.append(SendEntry("", chat_id, msg.sender, status))
 
 
 def confirm(p: FakePlatform, corp: CorpState, msgid: str, userid: str) -> int:
@@ -91,6 +114,10 @@ def confirm(p: FakePlatform, corp: CorpState, msgid: str, userid: str) -> int:
             continue
         if entry.external_userid and corp.follow(userid, entry.external_userid) is None:
             entry.status = NOT_FRIEND  # deleted since the task was created
+            continue
+        chat = corp.group_chats.get(entry.chat_id) if entry.chat_id else None
+        if entry.chat_id and (chat is None or chat.owner != userid):
+            entry.status = NOT_FRIEND  # dismissed, or handed to another owner, since
             continue
         entry.status, entry.send_time = SENT, int(p.now())
         to = entry.external_userid or entry.chat_id

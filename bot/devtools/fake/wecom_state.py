@@ -134,6 +134,7 @@ class GroupChat:
     members: list[GroupMember] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     member_version: str = "1"
+    group_msgs_by_month: dict[str, int] = field(default_factory=dict)  # "2026-11" → tasks
 
 
 @dataclass
@@ -168,6 +169,8 @@ class CorpState:
     # 4 the takeover staff member is at the customer limit); absent: taken over.
     transfer_outcomes: dict[str, int] = field(default_factory=dict)
     group_msg_cap: int = 1
+    # A customer group receives at most 4 corp group messages a calendar month (92135).
+    group_chat_msg_cap: int = 4
     next_id: int = 1
 
     def new_id(self, prefix: str) -> str:
