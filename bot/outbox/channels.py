@@ -37,6 +37,7 @@ CHANNELS = {
     "wecom_agent": Channel("wecom", "cgi-bin/message/send"),
     "wecom_welcome": Channel("wecom", "cgi-bin/externalcontact/send_welcome_msg", True),
     "wecom_customer": Channel("wecom", ADD_MSG_TEMPLATE),
+    "wecom_group": Channel("wecom", ADD_MSG_TEMPLATE),  # customer groups, sent as tasks too
     "oa_mass": Channel("oa", "cgi-bin/message/mass/send", True),  # sent by bot.outbox.oa_mass
 }
 

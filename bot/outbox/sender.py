@@ -8,8 +8,8 @@ rows whose calls have returned: :mod:`bot.outbox.batching`); calls are made with
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
-rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`), OA mass rows as mass jobs
-(:mod:`bot.outbox.oa_mass`).
+and customer-group rows go out as group tasks (:mod:`bot.outbox.wecom_tasks`), OA mass
+rows as mass jobs (:mod:`bot.outbox.oa_mass`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from bot.outbox.oa_mass import CHANNEL as OA_MASS
 from bot.outbox.oa_mass import MassSender
 from bot.outbox.policy import SENT, Outcome, classify
 from bot.outbox.ratelimit import MemoryBuckets, RateLimiter, make_limiter
-from bot.outbox.wecom_tasks import CHANNEL as WECOM_CUSTOMER
-from bot.outbox.wecom_tasks import TaskSender
+from bot.outbox.wecom_tasks import TASK_CHANNELS, TaskSender
 from bot.services.marketing import MarketingPolicy
 from bot.templating import Renderer
 from storage.models import OutboxMessage
@@ -149,7 +148,7 @@ class Sender:
 
     async def send_one(self, row: OutboxMessage) -> None:
         """Send one claimed row (a WeCom customer row: its whole task) and record the outcome."""
-        if row.channel == WECOM_CUSTOMER:
+        if row.channel in TASK_CHANNELS:
             await self.tasks.send(row)
             return
         if await self._held_by_quiet_hours(row):
@@ -206,7 +205,7 @@ def _one_per_task(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
     seen: set[tuple[str, str, str, str]] = set()
     kept = []
     for row in rows:
-        if row.channel in (WECOM_CUSTOMER, OA_MASS):
+        if row.channel in TASK_CHANNELS or row.channel == OA_MASS:
             task = (row.channel, row.account, row.group_key, row.staff_userid)
             if task in seen:
                 continue

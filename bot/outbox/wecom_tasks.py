@@ -1,5 +1,9 @@
 """WeCom group-message tasks (企业群发): one add_msg_template per staff member per group.
 
+Two channels go out as tasks: ``wecom_customer`` (chat_type single, recipients external
+userids) and ``wecom_group`` (chat_type group, recipients customer-group chat ids in
+``chat_id_list``, the sender the groups' owner; at most 2,000 chat ids a call).
+
 The sender turns every pending row of one (account, group_key, staff member) ``sending``
 in one update, up to ``[outbound] wecom_task_max`` (the platform's 10,000), and makes ONE
 call: the rows then wait ``awaiting_staff`` (external_ref = the task's msgid) until the
@@ -32,15 +36,27 @@ from storage.repos import outbox
 from storage.repos import outbox_tasks as repo
 
 log = logging.getLogger("bot.outbox")
-CHANNEL = "wecom_customer"
-STAFF_TEMPLATE = "staff_groupmsg_task"
+CHANNEL, GROUP_CHANNEL = "wecom_customer", "wecom_group"
+TASK_CHANNELS = frozenset({CHANNEL, GROUP_CHANNEL})
+STAFF_TEMPLATES = {CHANNEL: "staff_groupmsg_task", GROUP_CHANNEL: "staff_groupmsg_group_task"}
+# add_msg_template: "chat_id_list … 最多可一次指定2000个客户群" (92135).
+MAX_CHAT_IDS = 2000
 FAILED_AT_CREATION = "not the staff member's customer, or over the customer's group-message limit"
-# get_groupmsg_send_result status → how the row ends (0: not sent yet, still awaiting).
+# get_groupmsg_send_result status → how the row ends (0: not sent yet, still awaiting);
+# a customer group's entry carries its chat_id instead of an external_userid.
 RESULTS = {
-    1: ("sent", ""),
-    2: ("failed", "not a friend of the staff member any more"),
-    3: ("failed", "the customer's group-message receive limit was reached"),
+    CHANNEL: {
+        1: ("sent", ""),
+        2: ("failed", "not a friend of the staff member any more"),
+        3: ("failed", "the customer's group-message receive limit was reached"),
+    },
+    GROUP_CHANNEL: {
+        1: ("sent", ""),
+        2: ("failed", "the group could not be sent to (dismissed, or no longer the owner's)"),
+        3: ("failed", "the group's group-message receive limit was reached"),
+    },
 }
+RECIPIENT_KEY = {CHANNEL: "external_userid", GROUP_CHANNEL: "chat_id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,8 @@ class TaskSender:
     async def send(self, row: OutboxMessage) -> int:
         """Send every pending row of ``row``'s group, in as few tasks as allowed; rows sent."""
         total, limit = 0, self.settings.wecom_task_max
+        if row.channel == GROUP_CHANNEL:
+            limit = min(limit, MAX_CHAT_IDS)
         while True:
             candidates = await repo.group_candidates(row, self.worker, self.clock.now(), limit)
             if not candidates:
@@ -79,10 +97,11 @@ class TaskSender:
     async def _one_task(self, rows: list[OutboxMessage], text: str) -> bool:
         """One add_msg_template call for these rows; False when they are pending again."""
         staff, ids = rows[0].staff_userid, [r.id for r in rows]
+        chat_type = "group" if rows[0].channel == GROUP_CHANNEL else "single"
         try:
             with single_attempt():
                 body = await self.clients.wecom().group_msg.add_template(
-                    staff, [r.recipient for r in rows], text
+                    staff, [r.recipient for r in rows], text, chat_type
                 )
         except (ApiError, NotSent, OutcomeUnknown) as exc:
             outcome = classify(exc, "wecom", self.clock.now(), self.settings)
@@ -105,7 +124,8 @@ class TaskSender:
         return True
 
     async def _tell_staff(self, row: OutboxMessage, msgid: str, count: int, text: str) -> None:
-        notice = self.renderer.render(STAFF_TEMPLATE, count=count, text=text, task=msgid[-6:])
+        template = STAFF_TEMPLATES[row.channel]
+        notice = self.renderer.render(template, count=count, text=text, task=msgid[-6:])
         message = outbox.NewMessage(
             idempotency_key=f"groupmsg:{msgid}:{row.staff_userid}",
             channel="wecom_agent",
@@ -129,23 +149,28 @@ def _log_task(staff: str, msgid: str, count: int, status: str) -> None:
 async def reconcile_awaiting(clients: Clients, now: datetime) -> int:
     """Settle awaiting rows from each task's send result; returns the rows settled."""
     settled = 0
-    for msgid, staff in await repo.awaiting_tasks(CHANNEL):
-        try:
-            settled += await _reconcile_task(clients, msgid, staff, now)
-        except (ApiError, NotSent, OutcomeUnknown) as exc:
-            log.warning("group task result unavailable", extra={"msgid": msgid, "error": str(exc)})
+    for channel in sorted(TASK_CHANNELS):
+        for msgid, staff in await repo.awaiting_tasks(channel):
+            try:
+                settled += await _reconcile_task(clients, channel, msgid, staff, now)
+            except (ApiError, NotSent, OutcomeUnknown) as exc:
+                extra = {"msgid": msgid, "error": str(exc)}
+                log.warning("group task result unavailable", extra=extra)
     return settled
 
 
-async def _reconcile_task(clients: Clients, msgid: str, staff: str, now: datetime) -> int:
-    waiting = await repo.awaiting_rows(CHANNEL, msgid, staff)
+async def _reconcile_task(
+    clients: Clients, channel: str, msgid: str, staff: str, now: datetime
+) -> int:
+    waiting = await repo.awaiting_rows(channel, msgid, staff)
+    results, key = RESULTS[channel], RECIPIENT_KEY[channel]
     ended: dict[tuple[str, str], list[int]] = {}
     cursor = ""
     while True:
         page, cursor = await clients.wecom().group_msg.send_result(msgid, staff, cursor)
         for entry in page:
-            row_id = waiting.get(str(entry.get("external_userid", "")))
-            result = RESULTS.get(int(entry.get("status", 0)))
+            row_id = waiting.get(str(entry.get(key, "")))
+            result = results.get(int(entry.get("status", 0)))
             if row_id is not None and result is not None:
                 ended.setdefault(result, []).append(row_id)
         if not cursor:

@@ -16,12 +16,15 @@ class GroupMsgApi:
         self.caller = caller
 
     async def add_template(
-        self, sender: str, external_userids: Sequence[str], text: str, chat_type: str = "single"
+        self, sender: str, recipients: Sequence[str], text: str, chat_type: str = "single"
     ) -> dict[str, Any]:
-        """POST add_msg_template → {msgid, fail_list}."""
+        """POST add_msg_template → {msgid, fail_list}; ``recipients`` are external userids
+        (single) or chat ids (group: ``chat_id_list``, empty = all the sender's groups)."""
         body: dict[str, Any] = {"chat_type": chat_type, "sender": sender, "text": {"content": text}}
         if chat_type == "single":
-            body["external_userid"] = list(external_userids)
+            body["external_userid"] = list(recipients)
+        elif recipients:
+            body["chat_id_list"] = list(recipients)
         return await self.caller.call("POST", "cgi-bin/externalcontact/add_msg_template", json=body)
 
     async def send_result(
