@@ -4,8 +4,9 @@ Content is a template from ``templates/`` (with fixed ``variables``), a fixed ``
 or, on ``oa_template``, a template message (``template_id``, ``data``, ``url``).
 Marketing broadcasts use templates marked marketing (they end with the opt-out hint);
 template messages carry service notices only. Per-member variables (member_name,
-points, tier, code) exist only on per-recipient channels: mass send and WeCom tasks
-carry one content for everyone, so a template reading them is refused there.
+points, tier, code) exist only on per-recipient channels: mass send and WeCom tasks (to
+customers or to customer groups) carry one content for everyone, so a template reading
+them is refused there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bot.templating import Renderer
 
 PER_MEMBER = frozenset({"member_name", "points", "tier", "code"})
 PER_RECIPIENT = frozenset({"oa_cs", "oa_template"})
-CHANNELS = ("oa_cs", "oa_template", "oa_mass", "wecom_customer")
+CHANNELS = ("oa_cs", "oa_template", "oa_mass", "wecom_customer", "wecom_group")
 KINDS = ("marketing", "service")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -28,11 +28,13 @@ from storage.models import OutboxMessage
 from storage.timeutil import utc
 
 SOURCE = "broadcast"
-BUNDLED = frozenset({"oa_mass", "wecom_customer"})  # one platform call carries many rows
+# One platform call carries many rows of these channels.
+BUNDLED = frozenset({"oa_mass", "wecom_customer", "wecom_group"})
 StateReader = Callable[[], Awaitable[str]]
 
 
-async def _rows(client: BaseDBAsyncClient, piece: Sql) -> list[dict[str, Any]]:
+async def fetch(client: BaseDBAsyncClient, piece: Sql) -> list[dict[str, Any]]:
+    """The rows of one statement, as dicts."""
     text, values = render(piece, dialect_of(client))
     return await client.execute_query_dict(text, values)
 
@@ -45,6 +47,7 @@ class Enqueuer:
     content: Content
     renderer: Renderer
     batch: int = 500
+    CURSOR: ClassVar[str] = "member_id"  # the column pages are read in order of
 
     async def run(self, audience: Sql, state: StateReader) -> int:
         """Enqueue every page while the broadcast is sending or paused; rows written."""
@@ -53,13 +56,16 @@ class Enqueuer:
             current = await state()
             if current not in ("sending", "paused"):
                 return written
-            found = await _rows(conn(), page(self.target, audience, after, self.batch))
+            found = await self._fetch(audience, after)
             if not found:
                 return written
             written += await self._page(found, paused=current == "paused")
-            after = int(found[-1]["member_id"])
+            after = int(found[-1][self.CURSOR])
             if len(found) < self.batch:
                 return written
+
+    async def _fetch(self, audience: Sql, after: int) -> list[dict[str, Any]]:
+        return await fetch(conn(), page(self.target, audience, after, self.batch))
 
     async def _page(self, found: list[dict[str, Any]], paused: bool) -> int:
         reached = [r for r in found if not r["reason"]]
@@ -68,7 +74,7 @@ class Enqueuer:
         async with in_transaction() as tx:
             if self.target.channel == "oa_cs" and reached:
                 ids = [int(r["identity_id"]) for r in reached]
-                won = {int(r["id"]) for r in await _rows(tx, claim_cs_slots(self.target, ids))}
+                won = {int(r["id"]) for r in await fetch(tx, claim_cs_slots(self.target, ids))}
                 lost = [r for r in reached if int(r["identity_id"]) not in won]
                 reached = [r for r in reached if int(r["identity_id"]) in won]
                 skipped += [{**r, "reason": NO_WINDOW} for r in lost]
@@ -78,18 +84,31 @@ class Enqueuer:
         return len(rows)
 
     def _row(self, member: Mapping[str, Any], status: str, reason: str) -> OutboxMessage:
-        t, now = self.target, utc(self.target.now)
         payload = self.content.payload(self.renderer, member) if status != "skipped" else {}
+        member_id = int(member["member_id"])
+        return self.new_row(str(member_id), member, payload, status, reason, member_id)
+
+    def new_row(
+        self,
+        key: str,
+        found: Mapping[str, Any],
+        payload: dict[str, Any],
+        status: str,
+        reason: str,
+        member_id: int | None = None,
+    ) -> OutboxMessage:
+        """A row of the broadcast (key ``bc:<id>:<key>``) to ``found``'s recipient and staff."""
+        t, now = self.target, utc(self.target.now)
         return OutboxMessage(
-            idempotency_key=f"{t.group_key}:{member['member_id']}",
+            idempotency_key=f"{t.group_key}:{key}",
             channel=t.channel,
             account=t.account,
-            recipient=str(member["recipient"] or ""),
-            member_id=int(member["member_id"]),
+            recipient=str(found["recipient"] or ""),
+            member_id=member_id,
             source=SOURCE,
             kind=t.kind,
             group_key=t.group_key,
-            staff_userid=str(member["staff_userid"] or ""),
+            staff_userid=str(found["staff_userid"] or ""),
             payload=payload,
             status=status,
             reason=reason[:255],

@@ -1,7 +1,8 @@
 """The report of a broadcast: its rows by channel and status with reasons, per staff.
 
 sent / failed / unknown / skipped (and the other outbox statuses) per channel, each with
-its reasons; WeCom rows also per staff member (a task is each staff member's to send);
+its reasons; WeCom rows (customers, or customer groups per owner) also per staff member
+(a task is each staff member's to send);
 mass-send rows end ``submitted`` and the platform reports totals per call, so oa_mass
 reports the MASSSENDJOBFINISH totals of its MassJob rows; plus the expected reach.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+STAFF_CHANNELS = frozenset({"wecom_customer", "wecom_group"})
 
 
 def _add(bucket: dict[str, Any], status: str, reason: str, n: int) -> None:
@@ -31,7 +34,7 @@ def build(
     for c in counts:
         n, reason = int(c["n"]), str(c["reason"])
         _add(channels.setdefault(str(c["channel"]), {}), str(c["status"]), reason, n)
-        if c["channel"] == "wecom_customer" and c["staff_userid"]:
+        if c["channel"] in STAFF_CHANNELS and c["staff_userid"]:
             per = staff.setdefault(str(c["staff_userid"]), {})
             per[str(c["status"])] = per.get(str(c["status"]), 0) + n
     report: dict[str, Any] = {

@@ -49,6 +49,7 @@ class Target:
     wecom_daily_cap: int = 1
     marketing_cap: int = 0  # marketing rows per member within cap_days (0: no cap)
     cap_days: int = 7
+    group_monthly_cap: int = 4  # wecom_group: messages a customer group receives a month
 
     @property
     def group_key(self) -> str:
@@ -101,7 +102,8 @@ def _earlier_rows(t: Target, channel: str, since: datetime, statuses: Sql) -> Sq
     )
 
 
-def _month_start(t: Target) -> datetime:
+def month_start(t: Target) -> datetime:
+    """The start of the business month of ``t.now``."""
     local = t.now.astimezone(t.tz).date()
     return day_start(local.replace(day=1), t.tz)
 
@@ -121,7 +123,7 @@ def _channel_whens(t: Target) -> list[Sql]:
         return [_when(sql("oi.id IS NULL"), UNFOLLOWED)]
     if t.channel == "oa_mass":
         submitted = sql("= 'submitted' AND o.account = {}", t.account)
-        used = _earlier_rows(t, "oa_mass", _month_start(t), submitted)
+        used = _earlier_rows(t, "oa_mass", month_start(t), submitted)
         return [
             _when(sql("oi.id IS NULL"), UNFOLLOWED),
             _when(used + sql(" >= {}", MASS_PER_MONTH), MASS_LIMIT),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.services import broadcast_report
+from bot.services import broadcast_groups, broadcast_report
 from bot.services.broadcast_content import BroadcastError, Content, check
 from bot.services.broadcast_enqueue import Enqueuer
 from bot.services.broadcast_sql import OA_CHANNELS, Target, reach_counts
@@ -52,29 +52,39 @@ class BroadcastStateError(BroadcastError):
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """Broadcast limits: members per enqueue page, WeCom group messages per customer a day."""
+    """Broadcast limits: members per enqueue page, WeCom group messages per customer a day,
+    and per customer group a month (add_msg_template: 4 a calendar month)."""
 
     batch: int = 500
     wecom_daily_cap: int = 1
+    wecom_group_monthly_cap: int = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """Expected reach: the audience, who is excluded and why, who will be reached."""
+    """Expected reach: the audience, who is excluded and why, who will be reached.
+
+    Counts are members, or groups on ``wecom_group`` (``unit``), where ``members`` is the
+    number of customers in the groups that will be reached."""
 
     channel: str
     total: int
     reached: int
     excluded: Mapping[str, int] = field(default_factory=dict)
+    unit: str = "member"
+    members: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (stored on the broadcast)."""
-        return {
+        found: dict[str, Any] = {
             "channel": self.channel,
             "total": self.total,
             "reached": self.reached,
             "excluded": dict(self.excluded),
         }
+        if self.unit != "member":
+            found.update(unit=self.unit, members=self.members)
+        return found
 
 
 # action → (states it starts from, state it leads to)
@@ -178,6 +188,7 @@ class BroadcastService:
             self.rules.wecom_daily_cap,
             self.settings.sop.marketing_cap,
             self.settings.sop.marketing_cap_days,
+            self.rules.wecom_group_monthly_cap,
         )
 
     async def audience(self, b: Broadcast) -> Sql:
@@ -198,15 +209,35 @@ class BroadcastService:
         """The expected reach now (content re-checked: per-member variables refused)."""
         b = await self.get(broadcast_id)
         self._content(b)
-        return await self._reach(b, audience if audience is not None else await self.audience(b))
-
-    async def _reach(self, b: Broadcast, audience: Sql) -> Reach:
-        found = await rows(reach_counts(self._target(b, self.clock.now()), audience))
-        counts = {str(r["reason"]): int(r["n"]) for r in found}
-        reached = counts.pop("", 0)
-        return Reach(
-            b.channel, reached + sum(counts.values()), reached, dict(sorted(counts.items()))
+        every = await self._every_group(b, audience)
+        return await self._reach(
+            b, audience if audience is not None else await self.audience(b), every
         )
+
+    async def _every_group(self, b: Broadcast, audience: Sql | None) -> bool:
+        """A wecom_group broadcast whose rule has no conditions reaches every group."""
+        if b.channel != broadcast_groups.CHANNEL or audience is not None:
+            return False
+        raw = dict(b.rule) if b.state not in ("draft", "scheduled") else await self._rule(b)
+        try:
+            return not segments.parse_rule(raw).items  # {"all": []}
+        except segments.SegmentError:
+            return False  # audience() names the problem
+
+    async def _reach(self, b: Broadcast, audience: Sql, every: bool = False) -> Reach:
+        target = self._target(b, self.clock.now())
+        members = None
+        if b.channel == broadcast_groups.CHANNEL:
+            scope = broadcast_groups.GroupScope(target, audience, every)
+            counts, members = await broadcast_groups.reach(scope)
+        else:
+            found = await rows(reach_counts(target, audience))
+            counts = {str(r["reason"]): int(r["n"]) for r in found}
+        reached = counts.pop("", 0)
+        total, excluded = reached + sum(counts.values()), dict(sorted(counts.items()))
+        if members is None:
+            return Reach(b.channel, total, reached, excluded)
+        return Reach(b.channel, total, reached, excluded, broadcast_groups.UNIT, members)
 
     async def _move(self, broadcast_id: int, action: str, actor: str, **values: Any) -> None:
         sources, target = MOVES[action]
@@ -227,10 +258,12 @@ class BroadcastService:
         b = await self.get(broadcast_id)
         self._content(b)
         rule = await self._rule(b)
+        given = audience
         if audience is None:
             audience = await self.audience(b)  # a bad rule fails before the state changes
+        every = await self._every_group(b, given)
         await self._move(broadcast_id, "start", actor, started_at=self.clock.now(), rule=rule)
-        return await self._enqueue(broadcast_id, audience)
+        return await self._enqueue(broadcast_id, audience, every)
 
     async def continue_enqueue(self, broadcast_id: int, audience: Sql | None = None) -> Reach:
         """Finish the enqueue of a sending broadcast whose process died while enqueueing
@@ -238,17 +271,21 @@ class BroadcastService:
         b = await self.get(broadcast_id)
         if b.state not in ("sending", "paused") or b.reach.get("enqueued"):
             raise BroadcastStateError(broadcast_id, b.state, "continue", ("sending", "paused"))
+        every = await self._every_group(b, audience)
         if audience is None:
             audience = await self.audience(b)
-        return await self._enqueue(broadcast_id, audience)
+        return await self._enqueue(broadcast_id, audience, every)
 
-    async def _enqueue(self, broadcast_id: int, audience: Sql) -> Reach:
+    async def _enqueue(self, broadcast_id: int, audience: Sql, every: bool = False) -> Reach:
         b = await self.get(broadcast_id)
         content = self._content(b)
-        reach = await self._reach(b, audience)
+        reach = await self._reach(b, audience, every)
         await repo.save_reach(broadcast_id, {**reach.as_dict(), "enqueued": False})
-        enqueuer = Enqueuer(
-            self._target(b, self.clock.now()), content, self.renderer, self.rules.batch
+        target, batch = self._target(b, self.clock.now()), self.rules.batch
+        enqueuer = (
+            broadcast_groups.GroupEnqueuer(target, content, self.renderer, batch, every)
+            if b.channel == broadcast_groups.CHANNEL
+            else Enqueuer(target, content, self.renderer, batch)
         )
         await enqueuer.run(audience, lambda: self._state(broadcast_id))
         await repo.save_reach(broadcast_id, {**reach.as_dict(), "enqueued": True})
