@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,14 +16,19 @@ from typing import Any
 
 import pytest
 
+from bot.appkeys import SERVICES
 from bot.cli import main
 from bot.cli_broadcast import NO_SENDER
+from bot.clock import BusinessClock, WallClock
 from bot.config import load_settings
 from bot.devtools.fake.app import create_fake_app
 from bot.devtools.fake.platform import FakePlatform
 from storage.models import AuditLog, Broadcast, Identity, Member, OutboxMessage
 from storage.models.members import OA_OPENID
+from tests.broadcast_support import members
 from tests.cli_support import with_db, write_config
+from tests.conftest import AppMaker, FakeServer, api_headers, base_config, make_settings
+from tests.fakes import FakeWall
 
 APPID = "wx2c2769f8efd9abc2"  # the brand account of tests.cli_support.write_config
 CUSTOM = "cgi-bin/message/custom/send"
@@ -243,3 +250,49 @@ def test_bad_rule_files_and_states_name_the_problem(
     assert main(["--config", config, "broadcast", "resume", broadcast_id]) == 2
     err = capsys.readouterr().err
     assert err == f"error: broadcast {broadcast_id} is draft: resume needs paused\n"
+
+
+async def test_a_running_server_sends_what_the_cli_started(
+    make_client: AppMaker, database: str, fake: FakeServer, wall: FakeWall, tmp_path: Path
+) -> None:
+    """``make run`` and the CLI side by side: the broadcast is created over the API, started
+    by ``python -m bot broadcast start --wait`` in its own process, and the server's
+    embedded sender (which polls for rows it was not woken for) delivers it."""
+    wall.now = time.time()  # the fake's windows on real time, as the server's sender runs
+    settings = make_settings(base_config(database), api=fake.api(), sop={"quiet_hours": ""})
+    api = await make_client(
+        settings, wall=WallClock(), clock=BusinessClock(settings.tz), run_sender=True
+    )
+    services = api.app[SERVICES]
+    recipients = [openid for _, openid in await members(services, 3, fake=fake)]
+    body = {
+        "name": "n",
+        "channel": "oa_cs",
+        "rule": {"all": [{"field": "tier", "in": ["gold"]}]},
+        "template": "broadcast_promo",
+        "content": {"variables": {"headline": "h", "body": "b"}},
+    }
+    made = await api.post("/api/broadcasts", json=body, headers=api_headers("manager"))
+    broadcast_id = (await made.json())["id"]
+    config = write_config(tmp_path, database)
+    argv = ["-m", "bot", "--config", config, "broadcast", "start", str(broadcast_id)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        "--wait",
+        "--interval",
+        "0.05",
+        "--timeout",
+        "120",  # a bound for a broken build, not a speed assertion
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert out.decode().splitlines()[-1] == f"broadcast {broadcast_id} done: sent 3"
+    assert NO_SENDER not in err.decode()  # the server's sender holds the database
+    calls = fake.platform.calls("oa", CUSTOM)
+    assert Counter(str(c.body["touser"]) for c in calls if c.errcode == 0) == dict.fromkeys(
+        recipients, 1
+    )
