@@ -217,6 +217,11 @@ def _no_sender(services: Services) -> bool:
 async def _watch(services: Services, args: argparse.Namespace, sending: bool) -> int:
     """Poll the broadcast every --interval seconds, drawing the bar, until it stops."""
     service = services.broadcasts
+    try:
+        if (await service.get(args.id)).state == "draft":
+            raise _fail(f"broadcast {args.id} is a draft: start it first (broadcast start)")
+    except BroadcastError as exc:
+        raise _fail(str(exc)) from None
     bar = ProgressBar(sys.stderr, {"final": 0})
     started = last_change = time.monotonic()
     last_final, hinted = -1, sending

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 WIDTH = 24
+CLEAR = "\x1b[K"
 
 
 class ProgressBar:
@@ -36,8 +37,8 @@ class ProgressBar:
             self._finish_line()
             self._stage, self._started = stage, self.now()
         self._done, self._detail = done, detail
-        if self.live:
-            self.out.write("\r" + self.line())
+        if self.live:  # ESC [K clears what a longer line left behind
+            self.out.write("\r" + self.line() + CLEAR)
             self.out.flush()
 
     def line(self) -> str:
@@ -57,7 +58,9 @@ class ProgressBar:
 
     def _finish_line(self) -> None:
         if self._stage:
-            self.out.write(("\r" if self.live else "") + self.line() + "\n")
+            self.out.write(
+                ("\r" if self.live else "") + self.line() + (CLEAR if self.live else "") + "\n"
+            )
             self.out.flush()
 
     def close(self) -> None:

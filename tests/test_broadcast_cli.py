@@ -5,6 +5,7 @@ pause/resume/cancel and the no-sender hint; bad input as one line with exit 2.""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import sys
@@ -23,6 +24,7 @@ from bot.clock import BusinessClock, WallClock
 from bot.config import load_settings
 from bot.devtools.fake.app import create_fake_app
 from bot.devtools.fake.platform import FakePlatform
+from bot.progress import ProgressBar
 from storage.models import AuditLog, Broadcast, Identity, Member, OutboxMessage
 from storage.models.members import OA_OPENID
 from tests.broadcast_support import members
@@ -250,6 +252,9 @@ def test_bad_rule_files_and_states_name_the_problem(
     assert main(["--config", config, "broadcast", "resume", broadcast_id]) == 2
     err = capsys.readouterr().err
     assert err == f"error: broadcast {broadcast_id} is draft: resume needs paused\n"
+    assert main(["--config", config, "broadcast", "status", broadcast_id, "--watch"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: broadcast {broadcast_id} is a draft: start it first (broadcast start)\n"
 
 
 async def test_a_running_server_sends_what_the_cli_started(
@@ -296,3 +301,19 @@ async def test_a_running_server_sends_what_the_cli_started(
     assert Counter(str(c.body["touser"]) for c in calls if c.errcode == 0) == dict.fromkeys(
         recipients, 1
     )
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_live_bar_redraws_one_line_with_the_counts() -> None:
+    out, ticks = _Terminal(), iter([0.0, 1.0, 2.0, 2.0, 2.0])
+    bar = ProgressBar(out, {"final": 4}, now=lambda: next(ticks))
+    bar.update("final", 1, "sent 1 · pending 3")
+    bar.update("final", 4, "sent 4")
+    bar.close()
+    frames = out.getvalue().split("\r")[1:]
+    assert frames[0] == "  final ██████░░░░░░░░░░░░░░░░░░  25% 1/4 1/s  sent 1 · pending 3\x1b[K"
+    assert frames[-1] == "  final ████████████████████████ 100% 4/4 4/s  sent 4\x1b[K\n"
