@@ -34,9 +34,10 @@ from bot.outbox.sender import Sender
 from bot.progress import ProgressBar
 from bot.services.broadcasts import BroadcastError, Reach
 from sop import segments
-from storage.models import Broadcast
+from storage.models import Broadcast, OutboxMessage
 from storage.repos import broadcasts as repo
 from storage.repos import segments as segments_repo
+from storage.timeutil import utc
 
 STOPPED = ("done", "cancelled", "paused")
 NO_SENDER = (
@@ -214,6 +215,21 @@ def _no_sender(services: Services) -> bool:
     return True
 
 
+async def _waiting(services: Services, broadcast_id: int) -> str:
+    """``3 rows wait until 08:00 (quiet hours)`` when pending rows are due later, else ""."""
+    later = OutboxMessage.filter(
+        group_key=repo.group_key(broadcast_id),
+        status="pending",
+        due_at__gt=utc(services.clock.now()),
+    )
+    first = await later.order_by("due_at").first()
+    if first is None:
+        return ""
+    when = first.due_at.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M")
+    reason = f" ({first.reason})" if first.reason else ""
+    return f"{await later.count():,} rows wait until {when}{reason}"
+
+
 async def _watch(services: Services, args: argparse.Namespace, sending: bool) -> int:
     """Poll the broadcast every --interval seconds, drawing the bar, until it stops."""
     service = services.broadcasts
@@ -224,7 +240,7 @@ async def _watch(services: Services, args: argparse.Namespace, sending: bool) ->
         raise _fail(str(exc)) from None
     bar = ProgressBar(sys.stderr, {"final": 0})
     started = last_change = time.monotonic()
-    last_final, hinted = -1, sending
+    last_final, hinted = -1, False
     while True:
         try:
             current = await service.status(args.id)
@@ -242,9 +258,11 @@ async def _watch(services: Services, args: argparse.Namespace, sending: bool) ->
             last_final, last_change = final, moment
         stalled = moment - last_change >= args.hint_after or _no_sender(services)
         if not hinted and stalled and final < sum(rows.values()):
-            bar.close()
-            print(NO_SENDER, file=sys.stderr)
-            hinted = True
+            note = await _waiting(services, args.id) or ("" if sending else NO_SENDER)
+            if note:
+                bar.close()
+                print(note, file=sys.stderr)
+                hinted = True
         if args.timeout is not None and moment - started >= args.timeout:
             bar.close()
             print(f"broadcast {args.id} still {current['state']} after {args.timeout:g} s")

@@ -182,6 +182,27 @@ def test_pause_resume_cancel_and_the_no_sender_hint(
     assert with_db(db_url, states) == ("cancelled", Counter(cancelled=2), ["cli", "ops"])
 
 
+def test_the_watch_says_when_rows_wait_for_the_quiet_hours(
+    config: str, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_create(config, tmp_path)) == 0
+    broadcast_id = _created_id(capsys.readouterr().out)
+    assert main(["--config", config, "broadcast", "start", str(broadcast_id)]) == 0
+    morning = datetime(2099, 1, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+
+    async def postpone() -> int:  # what a sender does with marketing in the quiet hours
+        return await OutboxMessage.filter(status="pending").update(
+            due_at=morning, reason="quiet hours"
+        )
+
+    assert with_db(db_url, postpone) == 2
+    watch = ["status", str(broadcast_id), "--watch", "--hint-after", "0", "--timeout", "0"]
+    assert main(["--config", config, "broadcast", *watch]) == 1
+    err = capsys.readouterr().err
+    assert "2 rows wait until 2099-01-02 08:00 (quiet hours)" in err
+    assert NO_SENDER not in err
+
+
 def test_create_with_at_schedules_it(
     config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
