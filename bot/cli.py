@@ -153,7 +153,7 @@ def _broadcast_parser(sub: Any) -> None:
     for name, text in ids.items():
         one = cmd.add_parser(name, help=text)
         one.add_argument("id", type=int, help="the broadcast id")
-        if name in ("create", "start", "pause", "resume", "cancel"):
+        if name in ("start", "pause", "resume", "cancel"):
             one.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
         if name in ("start", "status"):
             _watch_options(one, "--wait" if name == "start" else "--watch")
@@ -167,11 +167,28 @@ def _watch_options(parser: Any, flag: str) -> None:
     parser.add_argument(
         "--send", action="store_true", help="send in this process meanwhile (implies waiting)"
     )
-    parser.add_argument("--interval", type=float, default=1.0, help="poll every N seconds")
+    parser.add_argument("--interval", type=_poll, default=1.0, help="poll every N seconds")
     parser.add_argument(
-        "--hint-after", type=float, default=15.0, help="say so when no row settles for N s"
+        "--hint-after", type=_seconds, default=15.0, help="say so when no row settles for N s"
     )
-    parser.add_argument("--timeout", type=float, help="stop watching after N seconds (exit 1)")
+    parser.add_argument("--timeout", type=_seconds, help="stop watching after N seconds (exit 1)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 86400)")
+    return value
+
+
+def _poll(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.01:
+        raise argparse.ArgumentTypeError(f"{text!r}: poll at most every 0.01 s")
+    return value
 
 
 def _points_parser(sub: Any) -> None:
