@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _wecom_tags_parser(sub)
     _sop_parser(sub)
     _segments_parser(sub)
+    _broadcast_parser(sub)
     for sp in (sub.choices[c] for c in sub.choices):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -124,6 +125,70 @@ def _segments_parser(sub: Any) -> None:
     explain.add_argument("member", help="member code")
     explain.add_argument("--kind", choices=kinds, default="marketing", help="default marketing")
     explain.add_argument("--at", help="ISO date or datetime (default now; naive = business)")
+
+
+def _broadcast_parser(sub: Any) -> None:
+    bc = sub.add_parser("broadcast", help="broadcasts (群发): create, start, watch, report")
+    cmd = bc.add_subparsers(dest="broadcast_command", required=True, parser_class=_Parser)
+    create = cmd.add_parser("create", help="a draft broadcast (scheduled with --at; audited)")
+    create.add_argument("--name", required=True, help="what the broadcast is called")
+    audience = create.add_mutually_exclusive_group(required=True)
+    audience.add_argument("--segment", help="a saved segment's name")
+    audience.add_argument("--rule", help="TOML file with the rule at top level")
+    create.add_argument("--channel", required=True, help="oa_cs, oa_template, oa_mass, …")
+    create.add_argument("--template", required=True, help="template name in templates/")
+    create.add_argument("--var", action="append", help="template variable NAME=VALUE (repeat)")
+    create.add_argument("--kind", choices=("marketing", "service"), default="marketing")
+    create.add_argument("--account", help="Official Account name (default: the first)")
+    create.add_argument("--at", help="schedule: ISO datetime (naive = business time)")
+    ids: dict[str, str] = {
+        "preview": "expected reach: who is excluded and why",
+        "start": "start sending (enqueues here; audited)",
+        "status": "state and rows per status",
+        "pause": "pause sending (audited)",
+        "resume": "resume a paused broadcast (audited)",
+        "cancel": "cancel (pending rows cancelled; audited)",
+        "report": "sent / failed / unknown / skipped with reasons",
+    }
+    for name, text in ids.items():
+        one = cmd.add_parser(name, help=text)
+        one.add_argument("id", type=int, help="the broadcast id")
+        if name in ("start", "pause", "resume", "cancel"):
+            one.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+        if name in ("start", "status"):
+            _watch_options(one, "--wait" if name == "start" else "--watch")
+    create.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
+    cmd.choices["report"].add_argument("--json", action="store_true", help="the report as JSON")
+
+
+def _watch_options(parser: Any, flag: str) -> None:
+    dest = flag.removeprefix("--")
+    parser.add_argument(flag, dest=dest, action="store_true", help="progress bar until done")
+    parser.add_argument(
+        "--send", action="store_true", help="send in this process meanwhile (implies waiting)"
+    )
+    parser.add_argument("--interval", type=_poll, default=1.0, help="poll every N seconds")
+    parser.add_argument(
+        "--hint-after", type=_seconds, default=15.0, help="say so when no row settles for N s"
+    )
+    parser.add_argument("--timeout", type=_seconds, help="stop watching after N seconds (exit 1)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 86400)")
+    return value
+
+
+def _poll(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.01:
+        raise argparse.ArgumentTypeError(f"{text!r}: poll at most every 0.01 s")
+    return value
 
 
 def _points_parser(sub: Any) -> None:
@@ -320,7 +385,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # Commands whose subcommand X is the function ``X_<command>`` of ``bot.cli_<command>``.
-_SUBCOMMAND_MODULES = ("events", "tiers", "coupons", "sop", "segments")
+_SUBCOMMAND_MODULES = ("events", "tiers", "coupons", "sop", "segments", "broadcast")
 
 
 def _subcommand(

@@ -23,6 +23,7 @@ from storage.repos import audit_log
 from storage.repos import segments as segments_repo
 
 __all__ = [
+    "compiled_rule",
     "describe_preview",
     "explain_segments",
     "list_segments",
@@ -55,9 +56,10 @@ def read_rule(path: str) -> dict[str, Any]:
         raise _fail(f"{path}: not valid TOML ({exc})") from None
 
 
-def _compiled(
+def compiled_rule(
     data: dict[str, Any], where: str, settings: Settings, now: datetime, kind: str
 ) -> SegmentRule:
+    """The parsed rule, compiled once so every error is a CliError naming ``where``."""
     try:
         rule = segments.parse_rule(data)
         segments.compile_segment(rule, kind=kind, settings=settings, now=now)
@@ -77,7 +79,7 @@ def describe_preview(found: SegmentPreview, kind: str) -> str:
 async def preview_segments(settings: Settings, args: argparse.Namespace) -> int:
     """Count, channel split and sample of the rule in ``--rule FILE``."""
     now = _now(settings, args)
-    rule = _compiled(read_rule(args.rule), args.rule, settings, now, args.kind)
+    rule = compiled_rule(read_rule(args.rule), args.rule, settings, now, args.kind)
     found = await segments.preview(
         rule, kind=args.kind, settings=settings, now=now, sample=args.sample
     )
@@ -88,7 +90,7 @@ async def preview_segments(settings: Settings, args: argparse.Namespace) -> int:
 async def save_segments(settings: Settings, args: argparse.Namespace) -> int:
     """Store the rule of ``--rule FILE`` under NAME (create or replace; audited)."""
     now = _now(settings, args)
-    rule = _compiled(read_rule(args.rule), args.rule, settings, now, "marketing")
+    rule = compiled_rule(read_rule(args.rule), args.rule, settings, now, "marketing")
     data = segments.dump_rule(rule)
     async with audit_log.atomic():
         _, created = await segments_repo.save(
@@ -122,7 +124,7 @@ async def explain_segments(settings: Settings, args: argparse.Namespace) -> int:
     row = await segments_repo.get(args.name)
     if row is None:
         raise _fail(f"no saved segment named {args.name!r}")
-    rule = _compiled(row.rule, f"segment {args.name}", settings, now, args.kind)
+    rule = compiled_rule(row.rule, f"segment {args.name}", settings, now, args.kind)
     try:
         found = await segments.explain(
             rule, args.member, settings=settings, now=now, kind=args.kind

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 WIDTH = 24
+CLEAR = "\x1b[K"
 
 
 class ProgressBar:
@@ -26,20 +27,25 @@ class ProgressBar:
         self.live = out.isatty()
         self._stage = ""
         self._done = 0
+        self._detail = ""
         self._started = now()
 
-    def update(self, stage: str, done: int) -> None:
-        """Report ``done`` items of ``stage`` (a new stage ends the previous line)."""
+    def update(self, stage: str, done: int, detail: str = "") -> None:
+        """Report ``done`` items of ``stage`` (a new stage ends the previous line);
+        ``detail`` follows the numbers (``sent 7 · failed 1``)."""
         if stage != self._stage:
             self._finish_line()
             self._stage, self._started = stage, self.now()
-        self._done = done
-        if self.live:
-            self.out.write("\r" + self.line())
+        self._done, self._detail = done, detail
+        if self.live:  # ESC [K clears what a longer line left behind
+            self.out.write("\r" + self.line() + CLEAR)
             self.out.flush()
 
     def line(self) -> str:
         """The current stage as one line."""
+        return self._numbers() + (f"  {self._detail}" if self._detail else "")
+
+    def _numbers(self) -> str:
         total = self.totals.get(self._stage, 0)
         elapsed = max(self.now() - self._started, 1e-9)
         rate = f"{self._done / elapsed:,.0f}/s"
@@ -52,7 +58,9 @@ class ProgressBar:
 
     def _finish_line(self) -> None:
         if self._stage:
-            self.out.write(("\r" if self.live else "") + self.line() + "\n")
+            self.out.write(
+                ("\r" if self.live else "") + self.line() + (CLEAR if self.live else "") + "\n"
+            )
             self.out.flush()
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ MODULES: tuple[str, ...] = (
     "bot.admin.rewards",
     "bot.admin.coupons",
     "bot.admin.segments",
+    "bot.admin.broadcasts",
 )
 
 

@@ -96,7 +96,9 @@ class ExplainOut(BaseModel):
     conditions: list[ConditionOut]
 
 
-def _parse(data: dict[str, Any], settings: Settings, now: datetime, kind: str) -> SegmentRule:
+def parse_rule_body(
+    data: dict[str, Any], settings: Settings, now: datetime, kind: str
+) -> SegmentRule:
     """The rule, compiled once so settings-dependent errors (tiers, accounts) are 422 too."""
     try:
         rule = segments.parse_rule(data)
@@ -138,7 +140,7 @@ async def _preview(call: ApiCall, rule: SegmentRule, kind: str, **more: Any) -> 
 )
 async def save_segment(call: ApiCall) -> SavedOut:
     body: SegmentIn = call.body
-    rule = _parse(body.rule, call.services.settings, call.now, body.kind)
+    rule = parse_rule_body(body.rule, call.services.settings, call.now, body.kind)
     data = segments.dump_rule(rule)
     async with audit_log.atomic():
         row, created = await segments_repo.save(
@@ -181,7 +183,7 @@ async def _saved(name: str) -> Segment:
 async def preview_segment(call: ApiCall) -> PreviewOut:
     body: PreviewIn = call.body
     data = body.rule if body.rule is not None else (await _saved(str(body.name))).rule
-    rule = _parse(data, call.services.settings, call.now, body.kind)
+    rule = parse_rule_body(data, call.services.settings, call.now, body.kind)
     return await _preview(call, rule, body.kind, sample=body.sample, account=body.account)
 
 
@@ -198,7 +200,7 @@ async def explain_segment(call: ApiCall) -> ExplainOut:
     query: ExplainQuery = call.query
     row = await _saved(call.path["name"])
     settings = call.services.settings
-    rule = _parse(row.rule, settings, call.now, query.kind)
+    rule = parse_rule_body(row.rule, settings, call.now, query.kind)
     try:
         found = await segments.explain(
             rule, query.member, settings=settings, now=call.now, kind=query.kind

@@ -255,15 +255,20 @@ class BroadcastService:
         self, broadcast_id: int, audience: Sql | None = None, *, actor: str = SYSTEM
     ) -> Reach:
         """draft or scheduled → sending: snapshot the rule, store the reach, enqueue."""
+        await self.begin(broadcast_id, audience, actor=actor)
+        return await self.continue_enqueue(broadcast_id, audience)
+
+    async def begin(
+        self, broadcast_id: int, audience: Sql | None = None, *, actor: str = SYSTEM
+    ) -> None:
+        """draft or scheduled → sending with the rule snapshot, content and rule checked
+        first; enqueues nothing (the caller's ``continue_enqueue`` does)."""
         b = await self.get(broadcast_id)
         self._content(b)
         rule = await self._rule(b)
-        given = audience
         if audience is None:
-            audience = await self.audience(b)  # a bad rule fails before the state changes
-        every = await self._every_group(b, given)
+            await self.audience(b)  # a bad rule fails before the state changes
         await self._move(broadcast_id, "start", actor, started_at=self.clock.now(), rule=rule)
-        return await self._enqueue(broadcast_id, audience, every)
 
     async def continue_enqueue(self, broadcast_id: int, audience: Sql | None = None) -> Reach:
         """Finish the enqueue of a sending broadcast whose process died while enqueueing
