@@ -107,6 +107,11 @@ class WeComSettings(_Section):
     default_welcome: str = Field(default="wecom_welcome", pattern=r"^[a-z0-9_]+$")
     # Staff who may use the agent's chat-ops (seeded into the Staff table on start).
     staff: list[StaffSeed] = Field(default_factory=list)
+    # The corp's 群发规则 (企业微信 → 群发助手 → 设置群发规则): each customer and customer
+    # group receives at most as many group messages a month as the month has days
+    # ("month", WeCom's default), 7 a week ("week") or 1 a day ("day"). Broadcasts exclude
+    # those whose limit is used.
+    receive_rule: Literal["month", "week", "day"] = "month"
     # The corp tag group that tags staff name in the agent chat (标签) are created in.
     tag_group: str = Field(default="SCRM", min_length=1, max_length=30)
 

@@ -9,23 +9,38 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.clients.errors import ApiError
+from bot.config import Settings
 from bot.context import Services
-from bot.devtools.fake.common import china_month
+from bot.devtools.fake.common import receive_period
 from bot.devtools.fake.wecom_state import GroupChat
 from bot.outbox.wecom_tasks import RESULTS, reconcile_awaiting
 from bot.services.broadcast_content import BroadcastError
-from bot.services.broadcast_groups import DISMISSED, NO_OWNER, monthly_limit
+from bot.services.broadcast_groups import DISMISSED, NO_OWNER
 from storage.models import Broadcast, OutboxMessage, Staff
 from storage.models.wecom import CustomerGroup, GroupMember
 from storage.repos import broadcasts as repo
 from tests.broadcast_support import ACTOR, gold, members, service
-from tests.conftest import FakeServer
+from tests.conftest import FakeServer, base_config, make_settings
 from tests.fakes import FakeWall
 from tests.outbound_support import sender
 
 TASK = "cgi-bin/externalcontact/add_msg_template"
 PROMO = {"variables": {"headline": "双十一", "body": "8 折"}}
 SENT_LONG_AGO = datetime(2020, 1, 1)
+
+
+RULE, CAP = "week", 7  # the corp's receive rule here: 7 group messages a week
+LIMIT = "WeCom receive limit: 7 group messages this week already"
+
+
+@pytest.fixture
+def fake_settings(database: str, fake: FakeServer) -> Settings:
+    """The test settings with the corp's receive rule set to a week (WeCom's default is a
+    month's days; a week keeps the numbers small)."""
+    config = base_config(database)
+    config["wecom"]["receive_rule"] = RULE
+    fake.platform.corp().receive_rule = RULE
+    return make_settings(config, api=fake.api())
 
 
 @pytest.fixture(autouse=True)
@@ -128,13 +143,13 @@ async def _reach_world(services: Services) -> dict[str, int]:
     await group("wrFull", "zhangsan", [c])
     await group("wrNearlyFull", "zhangsan", [d])
     now = services.clock.now()
-    for n in range(4):
+    for n in range(CAP):
         await earlier_row("wrFull", n, "sent", now - timedelta(minutes=5))
-    for n in range(3):  # three that count, two that never reached it, one last month
+    for n in range(CAP - 1):  # all but one that count, two that never reached it, one
         await earlier_row("wrNearlyFull", n, "awaiting_staff" if n else "sent", now)
-    for n in (3, 4):
+    for n in (CAP, CAP + 1):
         await earlier_row("wrNearlyFull", n, "failed", now)
-    await earlier_row("wrNearlyFull", 5, "sent", now - timedelta(days=40))
+    await earlier_row("wrNearlyFull", CAP + 2, "sent", now - timedelta(days=8))  # last week
     return {"a": a, "b": b, "c": c, "d": d, "silver": silver}
 
 
@@ -148,7 +163,7 @@ async def test_reach_counts_groups_with_reasons(services: Services) -> None:
         "total": 7,
         "reached": 3,
         "members": 5,  # a, b (in two groups), c, d and the silver member of wrReached1
-        "excluded": {DISMISSED: 1, NO_OWNER: 2, monthly_limit(4): 1},
+        "excluded": {DISMISSED: 1, NO_OWNER: 2, LIMIT: 1},
     }
 
 
@@ -157,7 +172,7 @@ async def test_an_all_rule_reaches_every_group_of_an_active_owner(services: Serv
     bc_id = await broadcast(services, rule={"all": []})
     reach = (await service(services).preview(bc_id)).as_dict()
     assert (reach["total"], reach["reached"]) == (9, 5)  # + wrSilverOnly, wrLeftOnly
-    assert reach["excluded"] == {DISMISSED: 1, NO_OWNER: 2, monthly_limit(4): 1}
+    assert reach["excluded"] == {DISMISSED: 1, NO_OWNER: 2, LIMIT: 1}
 
 
 async def test_enqueue_writes_one_row_per_group_and_skips_with_reasons(
@@ -176,7 +191,7 @@ async def test_enqueue_writes_one_row_per_group_and_skips_with_reasons(
         "wrInactiveOwner": ("skipped", NO_OWNER, "wangwu", None),
         "wrNoStaffRow": ("skipped", NO_OWNER, "ghost", None),
         "wrDismissed": ("skipped", DISMISSED, "zhangsan", None),
-        "wrFull": ("skipped", monthly_limit(4), "zhangsan", None),
+        "wrFull": ("skipped", LIMIT, "zhangsan", None),
     }
     text = next(r.payload["text"] for r in rows if r.status == "pending")
     assert text.endswith(services.renderer.opt_out_hint())
@@ -202,8 +217,8 @@ async def test_one_task_per_owner_then_reconciled_per_chat_id(
     ):
         await group(chat_id, owner, [member_id], fake=fake)
     corp = fake.platform.corp()
-    month = china_month(fake.platform.now())
-    corp.group_chats["wrZ3"].group_msgs_by_month[month] = 4  # sent to from elsewhere
+    period, cap = receive_period(fake.platform.now(), RULE)
+    corp.group_chats["wrZ3"].received[period] = cap  # sent to from elsewhere
     bc = service(services)
     bc_id = await broadcast(services)
     await bc.start(bc_id, gold(), actor=ACTOR)

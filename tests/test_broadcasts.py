@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,9 +16,11 @@ from bot.services.broadcast_sql import (
     NO_WINDOW,
     OPTED_OUT,
     UNFOLLOWED,
-    WECOM_CAP,
+    Target,
+    receive_limit,
+    receive_window,
 )
-from bot.services.broadcasts import BroadcastStateError
+from bot.services.broadcasts import BroadcastService, BroadcastStateError
 from bot.services.marketing import MarketingPolicy
 from bot.templating import Renderer
 from sop.sql import Sql, in_list, sql
@@ -265,18 +268,46 @@ async def test_mass_send_reach_counts_four_submitted_mass_rows_a_month(
     assert rows[1].payload["text"].endswith(Renderer().opt_out_hint())
 
 
+def with_receive_rule(services: Services, rule: str) -> BroadcastService:
+    """A broadcast service whose corp has this WeCom receive rule (群发规则)."""
+    wecom = services.settings.wecom
+    assert wecom is not None
+    settings = services.settings.model_copy(
+        update={"wecom": wecom.model_copy(update={"receive_rule": rule})}
+    )
+    return BroadcastService(settings, services.clock, services.renderer)
+
+
+def test_the_wecom_receive_window_follows_the_corps_rule() -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime(2027, 2, 17, 10, 0, tzinfo=tz)  # a Wednesday in a 28-day February
+
+    def window(rule: str) -> tuple[datetime, int, str]:
+        t = Target(1, "wecom_customer", "marketing", "", "", "corp", now, tz, receive_rule=rule)
+        since, cap = receive_window(t)
+        return since, cap, receive_limit(t)
+
+    assert window("month") == (
+        datetime(2027, 2, 1, tzinfo=tz),
+        28,
+        "WeCom receive limit: 28 group messages this month already",
+    )
+    assert window("week")[:2] == (datetime(2027, 2, 15, tzinfo=tz), 7)
+    assert window("day")[:2] == (datetime(2027, 2, 17, tzinfo=tz), 1)
+
+
 async def test_wecom_rows_per_staff_with_the_per_customer_cap(services: Services) -> None:
     ids = [m for m, _ in await members(services, 4, wrote=None)]
     await relation(ids[0], "alice")
     await relation(ids[1], "bob")
     await relation(ids[2], "alice")
     await relation(ids[3], "bob", status="ended")
-    bc = service(services)
+    bc = with_receive_rule(services, "day")  # one group message a customer a day
     earlier = await promo(services, "wecom_customer")
     await bc.start(earlier, join_ids([ids[2]]))
     broadcast_id = await promo(services, "wecom_customer")
     reach = await bc.preview(broadcast_id, gold())
-    assert reach.excluded == {NO_STAFF: 1, WECOM_CAP: 1}
+    assert reach.excluded == {NO_STAFF: 1, "WeCom receive limit: 1 group messages today already": 1}
     await bc.start(broadcast_id, gold())
     rows = await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").order_by("member_id")
     assert [(r.status, r.staff_userid, r.recipient) for r in rows] == [

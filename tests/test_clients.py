@@ -125,6 +125,7 @@ async def test_wecom_welcome_message_once(services: Services, fake: FakeServer) 
 
 async def test_wecom_group_msg_task_and_result(services: Services, fake: FakeServer) -> None:
     group_msg = services.clients.wecom().group_msg
+    fake.platform.corp().receive_rule = "day"  # the corp's 群发规则: one a customer a day
     task = await group_msg.add_template("zhangsan", ["wmCust1", "wmCust2", "wmCust3"], "新品")
     assert task["fail_list"] == ["wmCust3"]  # not zhangsan's customer
     rows, _ = await group_msg.send_result(task["msgid"], "zhangsan")

@@ -149,7 +149,9 @@ async def test_rate_codes_put_the_task_back_and_refused_customers_fail(
     services: Services, fake: FakeServer, wall: FakeWall
 ) -> None:
     members = [await customer(services, fake, f"wmR{i}", "zhangsan") for i in range(3)]
-    fake.platform.corp().customers["wmR2"].group_msgs_by_day["2023-11-15"] = 1  # capped today
+    corp = fake.platform.corp()
+    corp.receive_rule = "day"  # the corp's 群发规则: one group message a customer a day
+    corp.customers["wmR2"].received["2023-11-15"] = 1  # capped today
     await notify_all(services, members, "sop:rate")
     await outbox.release_group("sop:rate")
     fake.platform.fail(platform="wecom", api=TASK_API, errcode=45033, times=2)

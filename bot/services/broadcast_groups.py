@@ -3,16 +3,17 @@
 The unit is a group, not a member. The audience is every customer group whose roster has
 at least one current (not left) member of the segment, or every group when the rule has
 no conditions. Each group gets one reason, computed in SQL (empty: the group will be
-reached): dismissed, its owner not an active staff member, or the group's monthly limit
-used (earlier ``wecom_group`` rows of that chat id this business month that reached it or
-may still). The reach counts groups per reason, plus the customers of the reached groups.
+reached): dismissed, its owner not an active staff member, or the group's receive limit
+used (earlier ``wecom_group`` rows of that chat id in the period of the corp's receive rule,
+``broadcast_sql.receive_window``, that reached it or may still). The reach counts groups
+per reason, plus the customers of the reached groups.
 Enqueueing writes one ``held`` row per group (member_id NULL, recipient the chat id,
 staff_userid the owner, key ``bc:<id>:chat:<chat_id>``); the sender bundles each owner's
 rows into one add_msg_template task with chat_type ``group``.
 
-https://developer.work.weixin.qq.com/document/path/92135 (add_msg_template): "同一个企业
-每个自然月内仅可针对一个客户/客户群发送4条消息" — a group receives at most 4 corp group
-messages a calendar month (not one a day, which is the per-customer rule of older docs).
+https://developer.work.weixin.qq.com/document/path/92135 (add_msg_template, updated
+2025-11): "每位客户/每个客户群每月最多可接收条数为当月天数 … 可在企业微信-群发助手-设置群发规则
+中调整为每周接收七条或每天接收一条" (older versions of the page said 4 a calendar month).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 from tortoise.transactions import in_transaction
 
 from bot.services.broadcast_enqueue import Enqueuer, fetch
-from bot.services.broadcast_sql import NOT_REACHING, Target, month_start
+from bot.services.broadcast_sql import NOT_REACHING, Target, receive_limit, receive_window
 from sop.sql import Sql, conn, in_list, join, rows, sql
 from storage.models import OutboxMessage
 
@@ -32,11 +33,6 @@ CHANNEL = "wecom_group"
 UNIT = "group"
 DISMISSED = "group dismissed"
 NO_OWNER = "group owner not an active staff member"
-
-
-def monthly_limit(cap: int) -> str:
-    """The reason of a group whose monthly limit is used."""
-    return f"WeCom customer group: {cap} group messages this month already"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +62,14 @@ def _from() -> Sql:
 
 
 def _used(t: Target) -> Sql:
-    # Rows of other broadcasts to this chat this business month that reached it or may.
+    # Rows of other broadcasts to this chat in the receive period that reached it or may.
     return (
         sql(
             "(SELECT COUNT(*) FROM outbox_message o WHERE o.channel = {} AND o.recipient ="
             " g.chat_id AND o.group_key <> {} AND o.created_at >= {} AND o.status NOT IN ",
             CHANNEL,
             t.group_key,
-            month_start(t),
+            receive_window(t)[0],
         )
         + in_list(NOT_REACHING)
         + sql(")")
@@ -82,11 +78,11 @@ def _used(t: Target) -> Sql:
 
 def reason_case(t: Target) -> Sql:
     """``CASE … END``: why the group is excluded, '' when it will be reached."""
-    cap = t.group_monthly_cap
+    cap = receive_window(t)[1]
     whens = [
         sql(" WHEN g.status = 'dismissed' THEN {text}", DISMISSED),
         sql(" WHEN st.id IS NULL OR NOT st.active THEN {text}", NO_OWNER),
-        sql(" WHEN ") + _used(t) + sql(" >= {} THEN {text}", cap, monthly_limit(cap)),
+        sql(" WHEN ") + _used(t) + sql(" >= {} THEN {text}", cap, receive_limit(t)),
     ]
     return sql("(CASE") + join(whens, "") + sql(" ELSE '' END)")
 

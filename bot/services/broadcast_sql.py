@@ -4,7 +4,7 @@ Every audience member gets one reason, computed in SQL by one ``CASE`` per chann
 (empty: the member will be reached): opted out (marketing), not following the account,
 no customer-service window or its quota used (``oa_cs``), the OA mass-send limit of 4 a
 business month (counted from earlier ``submitted`` mass rows of the member), no active
-WeCom staff relation, or the WeCom per-customer cap (group messages a business day).
+WeCom staff relation, or the corp's WeCom receive limit (``receive_window``).
 The reach counts reasons; the enqueue pages read members in id order with their reason,
 openid or staff relation and per-member variables.
 """
@@ -29,7 +29,7 @@ UNFOLLOWED = "not following the account"
 NO_WINDOW = "no customer-service window, or its quota used"
 MASS_LIMIT = f"OA mass send: {MASS_PER_MONTH} this month already"
 NO_STAFF = "no active WeCom staff relation"
-WECOM_CAP = "WeCom per-customer cap: group messages today"
+RECEIVE_PERIODS = {"month": "this month", "week": "this week", "day": "today"}
 MARKETING_CAP = "marketing cap: enough marketing messages lately"
 NOT_COUNTED = ("unreachable", "failed", "skipped", "cancelled")  # never reached the member
 
@@ -46,10 +46,9 @@ class Target:
     corp: str
     now: datetime
     tz: ZoneInfo
-    wecom_daily_cap: int = 1
     marketing_cap: int = 0  # marketing rows per member within cap_days (0: no cap)
     cap_days: int = 7
-    group_monthly_cap: int = 4  # wecom_group: messages a customer group receives a month
+    receive_rule: str = "month"  # the corp's WeCom 群发规则: month | week | day
 
     @property
     def group_key(self) -> str:
@@ -108,6 +107,28 @@ def month_start(t: Target) -> datetime:
     return day_start(local.replace(day=1), t.tz)
 
 
+def receive_window(t: Target) -> tuple[datetime, int]:
+    """The corp's WeCom receive limit (add_msg_template, doc 92135; 企业微信 → 群发助手 →
+    设置群发规则): each customer and each customer group receives at most as many group
+    messages a calendar month as the month has days (the default rule), or 7 a week
+    (Monday on), or 1 a day. The period's start in business time, and the cap."""
+    local = t.now.astimezone(t.tz).date()
+    if t.receive_rule == "day":
+        return day_start(local, t.tz), 1
+    if t.receive_rule == "week":
+        return day_start(local - timedelta(days=local.weekday()), t.tz), 7
+    first = local.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return day_start(first, t.tz), (following - first).days
+
+
+def receive_limit(t: Target) -> str:
+    """The reason of a customer or group whose receive limit is used."""
+    _, cap = receive_window(t)
+    period = RECEIVE_PERIODS.get(t.receive_rule, t.receive_rule)
+    return f"WeCom receive limit: {cap} group messages {period} already"
+
+
 def _when(condition: Sql, reason: str) -> Sql:
     return sql(" WHEN ") + condition + sql(" THEN {text}", reason)
 
@@ -128,12 +149,12 @@ def _channel_whens(t: Target) -> list[Sql]:
             _when(sql("oi.id IS NULL"), UNFOLLOWED),
             _when(used + sql(" >= {}", MASS_PER_MONTH), MASS_LIMIT),
         ]
-    today = day_start(t.now.astimezone(t.tz).date(), t.tz)
+    since, cap = receive_window(t)
     reaching = sql("NOT IN ") + in_list(NOT_REACHING)
-    used = _earlier_rows(t, "wecom_customer", today, reaching)
+    used = _earlier_rows(t, "wecom_customer", since, reaching)
     return [
         _when(sql("sc.id IS NULL"), NO_STAFF),
-        _when(used + sql(" >= {}", t.wecom_daily_cap), WECOM_CAP),
+        _when(used + sql(" >= {}", cap), receive_limit(t)),
     ]
 
 

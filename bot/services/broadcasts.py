@@ -52,12 +52,10 @@ class BroadcastStateError(BroadcastError):
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """Broadcast limits: members per enqueue page, WeCom group messages per customer a day,
-    and per customer group a month (add_msg_template: 4 a calendar month)."""
+    """Broadcast limits: members per enqueue page (the WeCom receive limit is the corp's
+    rule, ``[wecom] receive_rule``)."""
 
     batch: int = 500
-    wecom_daily_cap: int = 1
-    wecom_group_monthly_cap: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +183,9 @@ class BroadcastService:
             corp,
             now,
             self.settings.tz,
-            self.rules.wecom_daily_cap,
             self.settings.sop.marketing_cap,
             self.settings.sop.marketing_cap_days,
-            self.rules.wecom_group_monthly_cap,
+            self.settings.wecom.receive_rule if self.settings.wecom is not None else "month",
         )
 
     async def audience(self, b: Broadcast) -> Sql:

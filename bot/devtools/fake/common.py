@@ -127,6 +127,26 @@ def china_month(ts: float) -> str:
     return china_day(ts)[:7]
 
 
+# The corp's 群发规则 (企业微信 → 群发助手 → 设置群发规则, add_msg_template, doc 92135):
+# each customer and each customer group receives at most as many corp group messages a
+# calendar month as the month has days (the default), or 7 a week, or 1 a day.
+RECEIVE_RULES = ("month", "week", "day")
+
+
+def receive_period(ts: float, rule: str) -> tuple[str, int]:
+    """The receive-limit period of a timestamp under ``rule`` and its cap, e.g.
+    ``("2026-11", 30)``, ``("2026-W48", 7)``, ``("2026-11-23", 1)``."""
+    local = datetime.fromtimestamp(ts, UTC).astimezone(CHINA)
+    if rule == "day":
+        return local.strftime("%Y-%m-%d"), 1
+    if rule == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}", 7
+    first = local.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return local.strftime("%Y-%m"), (following - first).days
+
+
 @dataclass(frozen=True)
 class Upload:
     """One multipart file field."""

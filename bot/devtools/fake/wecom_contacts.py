@@ -36,7 +36,7 @@ def put_customer(
     old = corp.customers.get(external_userid)
     customer = Customer(external_userid, name, unionid)
     if old is not None:
-        customer.group_msgs_by_day = old.group_msgs_by_day
+        customer.received = old.received
     for item in follow_user:
         follow = _follow(corp, Body(item, 40058), int(p.now()))
         customer.follows[follow.userid] = follow

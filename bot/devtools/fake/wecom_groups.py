@@ -15,9 +15,8 @@ from bot.devtools.fake.common import (
     FakeError,
     Json,
     Route,
-    china_day,
-    china_month,
     page,
+    receive_period,
     wecom_bad,
 )
 from bot.devtools.fake.wecom_state import CorpState, GroupChat, GroupMember, GroupMsg, SendEntry
@@ -69,7 +68,7 @@ def _single_entries(corp: CorpState, msg: GroupMsg, body: Body, now: float) -> N
         raise wecom_bad("at most 10,000 external_userid")
     if not ids:
         ids = [c.external_userid for c in corp.customers.values() if msg.sender in c.follows]
-    day = china_day(now)
+    period, cap = receive_period(now, corp.receive_rule)
     for ext in dict.fromkeys(ids):
         customer = corp.customers.get(ext)
         follows = customer.follows if customer is not None else {}
@@ -77,31 +76,31 @@ def _single_entries(corp: CorpState, msg: GroupMsg, body: Body, now: float) -> N
         status = PENDING
         if customer is None or userid not in follows:
             status = NOT_FRIEND
-        elif customer.group_msgs_by_day.get(day, 0) >= corp.group_msg_cap:
+        elif customer.received.get(period, 0) >= cap:
             status = CAPPED
         else:
-            customer.group_msgs_by_day[day] = customer.group_msgs_by_day.get(day, 0) + 1
+            customer.received[period] = customer.received.get(period, 0) + 1
         msg.entries.append(SendEntry(ext, "", userid, status))
 
 
 def _group_entries(corp: CorpState, msg: GroupMsg, body: Body, now: float) -> None:
-    """Each chat gets an entry; a chat whose monthly limit is used is capped at once."""
+    """Each chat gets an entry; a chat whose receive limit is used is capped at once."""
     if not msg.sender:
         raise wecom_bad("sender is required for chat_type group")
     chat_ids = body.strs("chat_id_list")
     if len(chat_ids) > MAX_CHATS:
         raise wecom_bad("at most 2,000 chat_id_list")
     owned = {c.chat_id: c for c in corp.group_chats.values() if c.owner == msg.sender}
-    month = china_month(now)
+    period, cap = receive_period(now, corp.receive_rule)
     for chat_id in dict.fromkeys(chat_ids or owned):
         chat = owned.get(chat_id)
         if chat is None:
             raise FakeError(40050, "chatid not exist")
         status = PENDING
-        if chat.group_msgs_by_month.get(month, 0) >= corp.group_chat_msg_cap:
+        if chat.received.get(period, 0) >= cap:
             status = CAPPED
         else:
-            chat.group_msgs_by_month[month] = chat.group_msgs_by_month.get(month, 0) + 1
+            chat.received[period] = chat.received.get(period, 0) + 1
         msg.entries.append(SendEntry("", chat_id, msg.sender, status))
 
 

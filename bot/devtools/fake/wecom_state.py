@@ -38,7 +38,7 @@ class Customer:
     gender: int = 0
     avatar: str = ""
     follows: dict[str, Follow] = field(default_factory=dict)
-    group_msgs_by_day: dict[str, int] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # receive period → group messages
 
 
 @dataclass
@@ -134,7 +134,7 @@ class GroupChat:
     members: list[GroupMember] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     member_version: str = "1"
-    group_msgs_by_month: dict[str, int] = field(default_factory=dict)  # "2026-11" → tasks
+    received: dict[str, int] = field(default_factory=dict)  # receive period → group messages
 
 
 @dataclass
@@ -168,9 +168,8 @@ class CorpState:
     # external_userid → the transfer_result status its next handover ends with (3 refused,
     # 4 the takeover staff member is at the customer limit); absent: taken over.
     transfer_outcomes: dict[str, int] = field(default_factory=dict)
-    group_msg_cap: int = 1
-    # A customer group receives at most 4 corp group messages a calendar month (92135).
-    group_chat_msg_cap: int = 4
+    # The corp's receive rule for group messages (common.RECEIVE_RULES): month | week | day.
+    receive_rule: str = "month"
     next_id: int = 1
 
     def new_id(self, prefix: str) -> str:
