@@ -78,7 +78,14 @@ async def progress(event: AgentText, ctx: Ctx) -> Reply:
         return ctx.render("staff_broadcast_confirm", outcome="no_broadcast", id=broadcast_id)
     b = await broadcasts.get(broadcast_id)
     report = await broadcasts.report(broadcast_id) if status["state"] in ENDED else {}
+    quiet = broadcast_progress.quiet_until(broadcasts, b) if status["state"] == "sending" else ""
     text = broadcast_progress.render(
-        broadcasts, broadcast_id, "status", name=b.name, status=status, report=report
+        broadcasts,
+        broadcast_id,
+        "status",
+        name=b.name,
+        status=status,
+        report=report,
+        quiet_until=quiet,
     )
     return TextReply(text)

@@ -118,7 +118,7 @@ async def test_a_manager_drafts_confirms_and_hears_progress_once(
     texts = _agent(fake)
     assert len(texts) == 3, texts
     assert "已开始发送：4 条待发送，预计触达 4 人" in texts[0]
-    assert "已完成 50%（2 / 4）" in texts[1]
+    assert "已发送过半：50%（2 / 4）" in texts[1]
     assert "已完成。发送报告" in texts[2]
     assert "已送达 4" in texts[2]
     assert "跳过 1（没有客服消息窗口或额度已用完 1）" in texts[2]
@@ -303,12 +303,12 @@ async def test_progress_on_demand(
     await ask(f"确认 {code}")
     await services.background.idle()
     reply = await ask(f"进度 {b.id}")
-    assert "发送中，已完成 0%（0 / 2）" in reply
+    assert "：发送中，进度 0%（0 / 2）" in reply
     assert "待发送 2" in reply
     await _tick(services)
     await _tick(services)
     reply = await ask(f"进度 #{b.id}")
-    assert "已完成，已完成 100%（2 / 2）" in reply
+    assert "：已完成，进度 100%（2 / 2）" in reply
     assert "已送达 2" in reply
     assert "没有找到群发 #999" in await ask("进度 999")
     assert await Member.all().count() == 2
@@ -347,3 +347,20 @@ async def test_the_race_assertion_catches_a_check_then_update(wide_pool: str) ->
 async def _bare_broadcast() -> int:
     b = await Broadcast.create(name="b", channel="oa_cs", created_at=RACE_AT, updated_at=RACE_AT)
     return int(b.id)
+
+
+async def test_in_the_quiet_hours_the_manager_is_told_when_marketing_goes_out(
+    make_client: AppMaker, database: str, fake: FakeServer, wall: FakeWall
+) -> None:
+    wall.now -= 4 * 3600  # back to 06:13 in Shanghai, inside 22:00–08:00
+    client, settings, services = await _app(make_client, database, fake)
+    await members(services, 1, fake=fake)
+    code = _code(await say(client, settings, PROMO, "boss", wall.now))
+    await say(client, settings, f"确认 {code}", "boss", wall.now)
+    await services.background.idle()
+    await _tick(services)
+    assert "营销消息将在 08:00 后发出" in await say(client, settings, "进度", "boss", wall.now)
+    texts = _agent(fake)
+    assert len(texts) == 1
+    assert "营销消息将在 08:00 后发出" in texts[0]
+    assert (await OutboxMessage.get(source="broadcast")).status == "pending"

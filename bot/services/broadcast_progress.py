@@ -19,7 +19,9 @@ from typing import Any
 
 from bot.services import broadcast_labels as labels
 from bot.services.broadcast_content import BroadcastError
+from bot.services.broadcast_sql import OA_CHANNELS
 from bot.services.broadcasts import BroadcastService, BroadcastStateError
+from bot.services.marketing import MARKETING, MarketingPolicy
 from storage.models import Broadcast, BroadcastConfirmation
 from storage.repos import broadcast_confirmations as codes
 from storage.repos import outbox
@@ -82,7 +84,8 @@ class ChatProgress:
             await self._final(row, await self.broadcasts.get(int(b.id)))
             return
         if row.progress == "":
-            await self._stage(row, "started", b, reach=b.reach, status=status)
+            quiet = quiet_until(self.broadcasts, b)
+            await self._stage(row, "started", b, reach=b.reach, status=status, quiet_until=quiet)
         elif row.progress == "started" and labels.percent(status["rows"]) >= HALF:
             await self._stage(row, "half", b, status=status)
 
@@ -134,7 +137,18 @@ def render(broadcasts: BroadcastService, broadcast_id: int, stage: str, **values
         excluded=labels.reasons(reach.get("excluded", {})),
         channels=labels.channel_view(report),
         staff=labels.staff_view(report),
+        quiet_until=values.pop("quiet_until", ""),
     )
+
+
+def quiet_until(broadcasts: BroadcastService, b: Broadcast) -> str:
+    """``HH:MM`` when the broadcast's marketing OA rows wait out the quiet hours now, else
+    empty (service messages and WeCom tasks, which staff send, never wait)."""
+    if b.kind != MARKETING or b.channel not in OA_CHANNELS:
+        return ""
+    settings = broadcasts.settings
+    until = MarketingPolicy(settings.sop, settings.tz).quiet_until(broadcasts.clock.now())
+    return until.strftime("%H:%M") if until is not None else ""
 
 
 async def _mark_all(broadcast_id: int, stage: str) -> None:
