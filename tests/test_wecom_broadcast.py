@@ -364,3 +364,28 @@ async def test_in_the_quiet_hours_the_manager_is_told_when_marketing_goes_out(
     assert len(texts) == 1
     assert "营销消息将在 08:00 后发出" in texts[0]
     assert (await OutboxMessage.get(source="broadcast")).status == "pending"
+
+
+async def test_wecom_customer_channel_and_a_segment_rule_that_cannot_run(
+    make_client: AppMaker, database: str, fake: FakeServer, wall: FakeWall
+) -> None:
+    client, settings, services = await _app(make_client, database, fake)
+    await members(services, 2, fake=fake)
+    reply = await say(
+        client,
+        settings,
+        "群发 gold broadcast_promo wecom_customer 新品到店\n欢迎\n来店试穿",
+        "boss",
+        wall.now,
+    )
+    assert "预计触达：0 / 2 人" in reply
+    assert "没有在职的跟进员工 2 人" in reply
+    b = await Broadcast.get()
+    assert (b.channel, b.account) == ("wecom_customer", "corp")
+    assert b.content["variables"] == {"headline": "新品到店", "body": "欢迎\n来店试穿"}
+    await Segment.filter(name="gold").update(rule={"all": [{"field": "shoe_size", "in": [42]}]})
+    reply = await say(client, settings, PROMO, "boss", wall.now)
+    assert "无法创建群发" in reply
+    assert "确认码" not in reply
+    assert await Broadcast.filter(state="cancelled").count() == 1
+    assert await BroadcastConfirmation.all().count() == 1

@@ -115,42 +115,44 @@ class ChatBroadcasts:
         command = parse(text)
         if command is None:
             return Draft("usage")
-        refused = await self._check(command)
+        segment = await segments_repo.get(command.segment)
+        if segment is None:
+            names = [s.name for s in await segments_repo.list_all()]
+            return Draft("no_segment", known=names[:SHOWN], more=max(len(names) - SHOWN, 0))
+        refused = self._check(command)
         if refused is not None:
             return refused
         names = wanted(self.broadcasts.renderer.variables(command.template))
         if len(command.parts) < len(names):
             return Draft("missing", known=names)
-        values = _fill(names, command.parts)
-        segment = await segments_repo.get(command.segment)
-        assert segment is not None  # _check found it
+        actor = f"staff:{staff}"
         try:
             made = await self.broadcasts.create(
-                _name(command, values),
+                _name(command, _fill(names, command.parts)),
                 command.channel,
-                actor=f"staff:{staff}",
+                actor=actor,
                 template=command.template,
-                content={"variables": values},
+                content={"variables": _fill(names, command.parts)},
                 kind=self.broadcasts.renderer.kind(command.template),
                 account=command.account or self._first_account(command.channel),
                 segment_id=int(segment.id),
             )
-            reach = await self.broadcasts.preview(int(made.id))
         except BroadcastError as exc:
+            return Draft("refused", error=str(exc))
+        try:
+            reach = await self.broadcasts.preview(int(made.id))
+        except BroadcastError as exc:  # the segment's rule: no code for a draft that cannot run
+            await self.broadcasts.cancel(int(made.id), actor=actor)
             return Draft("refused", error=str(exc))
         code = await self._issue(int(made.id), staff, now)
         minutes = int(CODE_TTL.total_seconds() // 60)
         return Draft("draft", int(made.id), reach, code, minutes)
 
-    async def _check(self, command: Command) -> Draft | None:
-        if await segments_repo.get(command.segment) is None:
-            names = [s.name for s in await segments_repo.list_all()]
-            return Draft("no_segment", known=names[:SHOWN], more=max(len(names) - SHOWN, 0))
+    def _check(self, command: Command) -> Draft | None:
         templates = [n for n in self.broadcasts.renderer.names() if n.startswith(TEMPLATE_PREFIX)]
         if command.template not in templates:
-            return Draft(
-                "no_template", known=templates[:SHOWN], more=max(len(templates) - SHOWN, 0)
-            )
+            more = max(len(templates) - SHOWN, 0)
+            return Draft("no_template", known=templates[:SHOWN], more=more)
         accounts = self.broadcasts.settings.accounts
         if command.channel in OA_CHANNELS and command.account and command.account not in accounts:
             return Draft("no_channel", known=list(accounts))
