@@ -29,9 +29,8 @@ BROADCAST_ROLES = ("manager",)
 @router.on(AgentText, Regex(r"群发(?:\s+(?P<rest>.*))?", re.S))
 async def draft(event: AgentText, ctx: Ctx) -> Reply:
     """``群发 <segment> <template> [channel] [headline | body]``: reach and a code."""
-    actor = await staff_actor(event.from_user)
-    if actor is None or not may(actor, BROADCAST_ROLES):
-        return ctx.render("staff_refused", registered=actor is not None)
+    if (refused := await _refusal(event, ctx)) is not None:
+        return refused
     chat = ChatBroadcasts.for_services(ctx.services)
     made = await chat.draft(event.from_user, str(ctx.match.get("rest", "")), ctx.now)
     reach = made.reach
@@ -53,9 +52,8 @@ async def draft(event: AgentText, ctx: Ctx) -> Reply:
 @router.on(AgentText, Regex(r"确认(?:\s*(?P<code>\S+))?"))
 async def confirm(event: AgentText, ctx: Ctx) -> Reply:
     """``确认 <code>``: the same staff member, once, before expiry; starts in the background."""
-    actor = await staff_actor(event.from_user)
-    if actor is None or not may(actor, BROADCAST_ROLES):
-        return ctx.render("staff_refused", registered=actor is not None)
+    if (refused := await _refusal(event, ctx)) is not None:
+        return refused
     chat = ChatBroadcasts.for_services(ctx.services)
     taken = await chat.confirm(event.from_user, str(ctx.match.get("code", "")), ctx.now)
     return ctx.render("staff_broadcast_confirm", outcome=taken.outcome, id=taken.broadcast_id)
@@ -64,9 +62,8 @@ async def confirm(event: AgentText, ctx: Ctx) -> Reply:
 @router.on(AgentText, Regex(r"进度(?:\s*#?(?P<id>\d+))?"))
 async def progress(event: AgentText, ctx: Ctx) -> Reply:
     """``进度 [id]``: a broadcast's state and rows now (default: the staff member's latest)."""
-    actor = await staff_actor(event.from_user)
-    if actor is None or not may(actor, BROADCAST_ROLES):
-        return ctx.render("staff_refused", registered=actor is not None)
+    if (refused := await _refusal(event, ctx)) is not None:
+        return refused
     broadcasts = ctx.services.broadcasts
     broadcast_id = int(ctx.match.get("id") or 0)
     if not broadcast_id:
@@ -89,3 +86,11 @@ async def progress(event: AgentText, ctx: Ctx) -> Reply:
         quiet_until=quiet,
     )
     return TextReply(text)
+
+
+async def _refusal(event: AgentText, ctx: Ctx) -> Reply | None:
+    """The refusal for unregistered (or inactive) staff and roles other than manager."""
+    actor = await staff_actor(event.from_user)
+    if actor is None or not may(actor, BROADCAST_ROLES):
+        return ctx.render("staff_refused", registered=actor is not None)
+    return None

@@ -316,9 +316,8 @@ async def test_progress_on_demand(
 
 @pytest.mark.postgres
 async def test_racing_takes_of_one_code_take_it_once(wide_pool: str) -> None:  # noqa: F811
-    broadcast_id = await _bare_broadcast()
     now = RACE_AT
-    await codes.issue(broadcast_id, "boss", digest("boss", "123456"), now, CODE_TTL)
+    await _issued()
     results = await asyncio.gather(
         *(codes.take("boss", digest("boss", "123456"), now) for _ in range(16))
     )
@@ -327,9 +326,7 @@ async def test_racing_takes_of_one_code_take_it_once(wide_pool: str) -> None:  #
 
 @pytest.mark.postgres
 async def test_the_race_assertion_catches_a_check_then_update(wide_pool: str) -> None:  # noqa: F811
-    broadcast_id = await _bare_broadcast()
-    now = RACE_AT
-    row = await codes.issue(broadcast_id, "boss", digest("boss", "123456"), now, CODE_TTL)
+    row = await _issued()
     barrier = asyncio.Barrier(16)
 
     async def naive() -> str:
@@ -344,9 +341,10 @@ async def test_the_race_assertion_catches_a_check_then_update(wide_pool: str) ->
     assert results.count("taken") == 16  # the assertion above would fail on this
 
 
-async def _bare_broadcast() -> int:
+async def _issued() -> BroadcastConfirmation:
+    """Boss's code 123456 for a bare draft (the races need no members)."""
     b = await Broadcast.create(name="b", channel="oa_cs", created_at=RACE_AT, updated_at=RACE_AT)
-    return int(b.id)
+    return await codes.issue(int(b.id), "boss", digest("boss", "123456"), RACE_AT, CODE_TTL)
 
 
 async def test_in_the_quiet_hours_the_manager_is_told_when_marketing_goes_out(
