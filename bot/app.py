@@ -32,6 +32,7 @@ from bot.outbox.sender import Sender
 from bot.routing import Dispatcher, Router
 from bot.services.activity import ActivityRecorder
 from bot.services.binding import BindingService
+from bot.services.broadcast_progress import ChatProgress
 from bot.services.broadcasts import BroadcastService
 from bot.services.events import EventHub
 from bot.services.mall import MallService
@@ -137,6 +138,8 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     notify = Notifier(settings, clock, renderer, members.activity)
     events = EventHub()
     tiers = TierService(settings, clock, notify, events)
+    broadcasts = BroadcastService(settings, clock, renderer)
+    broadcasts.watchers.append(ChatProgress(broadcasts))  # progress of 群发 from WeCom
     return Services(
         settings=settings,
         clock=clock,
@@ -162,7 +165,7 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
             ov.merger or merge_members,
         ),
         events=events,
-        broadcasts=BroadcastService(settings, clock, renderer),
+        broadcasts=broadcasts,
         resolve_member=ov.resolve_member or members.resolve,
     )
 

@@ -119,6 +119,7 @@ UNLINKED: frozenset[str] = frozenset(
         "Segment",
         "Broadcast",
         "MassJob",
+        "BroadcastConfirmation",
     }
 )
 

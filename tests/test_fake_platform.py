@@ -559,7 +559,11 @@ async def test_groupmsg_status_changes_when_staff_confirm(
     result = await ec(fake, "get_groupmsg_send_result", query, token)
     assert result["send_list"][0]["send_time"] == int(START)
     again = await ec(fake, "add_msg_template", task, token)
-    assert again["fail_list"] == ["wmCust1", "wmCust2", "wmCust3"]  # one a day per customer (the rule)
+    assert again["fail_list"] == [
+        "wmCust1",
+        "wmCust2",
+        "wmCust3",
+    ]  # one a day each (the rule)
     assert await statuses(again["msgid"]) == {"wmCust1": 3, "wmCust2": 3, "wmCust3": 2}
     assert [m.text for m in platform.messages(external_userid="wmCust1")] == ["会员日"]
 

@@ -12,7 +12,7 @@ once sending started) by :meth:`BroadcastService.audience`; callers may pass the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SYSTEM = "system"
 log = logging.getLogger("bot.broadcasts")
 AudienceFor = Callable[[Broadcast], Sql]
+Watcher = Callable[[datetime], Awaitable[None]]  # told after each start_due (the tick)
 __all__ = ["BroadcastError", "BroadcastService", "BroadcastStateError", "Reach", "Rules"]
 
 
@@ -115,6 +116,7 @@ class BroadcastService:
         self.rules = rules or Rules()
         self.audience_for = audience_for
         self.wake = wake  # the outbound sender's wake-up, set by create_app
+        self.watchers: list[Watcher] = []  # e.g. chat progress (bot.services.broadcast_progress)
 
     @classmethod
     def for_services(cls, services: Services, **options: Any) -> BroadcastService:
@@ -354,7 +356,8 @@ class BroadcastService:
         return broadcast_report.build(current, b.reach, counts, mass)
 
     async def start_due(self, now: datetime) -> list[int]:
-        """Start the scheduled broadcasts whose time came; settle finished ones. Ids started."""
+        """Start the scheduled broadcasts whose time came, settle finished ones, then tell
+        the watchers. Ids started."""
         started = []
         due = await Broadcast.filter(state="scheduled", scheduled_at__lte=utc(now)).order_by("id")
         for b in due:
@@ -368,4 +371,9 @@ class BroadcastService:
             started.append(int(b.id))
         for b in await Broadcast.filter(state="sending").only("id"):
             await self.status(int(b.id))
+        for watch in self.watchers:
+            try:
+                await watch(now)
+            except Exception:
+                log.exception("broadcast watcher failed")
         return started

@@ -6,7 +6,7 @@ escapes quotes in it nor survives a semicolon there on SQLite: keep ' " and ; ou
 line (tests/test_migrations.py applies every migration to SQLite and catches it).
 """
 
-from storage.models.broadcast import Broadcast, MassJob, Segment
+from storage.models.broadcast import Broadcast, BroadcastConfirmation, MassJob, Segment
 from storage.models.commerce import Coupon, Redemption, Reward
 from storage.models.intake import InboundEvent, OutboxMessage, PlatformToken
 from storage.models.members import (
@@ -43,6 +43,7 @@ from storage.models.wecom import (
 __all__ = [
     "AuditLog",
     "Broadcast",
+    "BroadcastConfirmation",
     "Consent",
     "ContactWay",
     "Coupon",

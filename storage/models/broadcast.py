@@ -88,3 +88,32 @@ class MassJob(Model):
 
     class Meta:
         table = "mass_job"
+
+
+class BroadcastConfirmation(Model):
+    """The one-time code that starts a broadcast drafted in the WeCom agent chat (群发).
+
+    Bound to the staff member who drafted it and to that broadcast, valid until
+    ``expires_at`` (business clock); only a SHA-256 digest of ``<userid>:<code>`` is kept.
+    ``确认`` takes it with one conditional update (pending and unexpired → used), so two
+    confirmations of one code start the broadcast once, whichever processes they reach.
+    ``progress`` is the last progress message sent back to that staff member
+    (started, half, final).
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    broadcast: fields.ForeignKeyRelation[Broadcast] = fields.ForeignKeyField(
+        "models.Broadcast", related_name="confirmations", on_delete=fields.RESTRICT
+    )
+    broadcast_id: int
+    staff_userid = fields.CharField(max_length=64)
+    code_hash = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=12, default="pending", db_index=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    progress = fields.CharField(max_length=12, default="")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "broadcast_confirmation"
+        indexes = (("staff_userid", "code_hash"),)
