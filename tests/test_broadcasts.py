@@ -420,3 +420,32 @@ async def test_the_scheduler_tick_starts_due_broadcasts(services: Services) -> N
     assert (await scheduler.tick(now + timedelta(minutes=1))).broadcasts == [broadcast_id]
     assert (await Broadcast.get(id=broadcast_id)).state == "sending"
     assert await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").count() == 2
+
+
+async def test_an_enqueue_whose_process_died_is_finished_by_the_tick_once(
+    services: Services,
+) -> None:
+    await members(services, 5)
+    bc = service(services, batch=2)
+    broadcast_id = await promo(services, rule=GOLD_RULE)
+    await bc.begin(broadcast_id, actor=ACTOR)  # sending; the process dies before a page
+    now = services.clock.now()
+    assert await bc.adopt_enqueues(now + timedelta(minutes=1)) == []  # may still be alive
+    assert await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").count() == 0
+    later = now + timedelta(minutes=6)
+    assert await bc.start_due(later) == []
+    assert await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").count() == 5
+    assert (await Broadcast.get(id=broadcast_id)).reach["enqueued"] is True
+    assert await bc.adopt_enqueues(later + timedelta(minutes=10)) == []  # done: not again
+
+
+async def test_a_live_enqueue_keeps_its_heartbeat(services: Services) -> None:
+    await members(services, 5)
+    bc = service(services, batch=2)
+    broadcast_id = await promo(services, rule=GOLD_RULE)
+    await bc.begin(broadcast_id, actor=ACTOR)
+    stale = await Broadcast.get(id=broadcast_id)
+    from storage.repos import broadcasts as repo
+
+    await repo.touch(broadcast_id, services.clock.now() + timedelta(seconds=3))  # a page
+    assert not await repo.take_beat(stale, services.clock.now())  # the adopter lost

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.services import broadcast_groups, broadcast_report
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from bot.templating import Renderer
 
 SYSTEM = "system"
+ENQUEUE_STALE = timedelta(minutes=5)  # an enqueue with no page this long has stopped
 log = logging.getLogger("bot.broadcasts")
 AudienceFor = Callable[[Broadcast], Sql]
 Watcher = Callable[[datetime], Awaitable[None]]  # told after each start_due (the tick)
@@ -291,7 +292,7 @@ class BroadcastService:
             if b.channel == broadcast_groups.CHANNEL
             else Enqueuer(target, content, self.renderer, batch)
         )
-        await enqueuer.run(audience, lambda: self._state(broadcast_id))
+        await enqueuer.run(audience, lambda: self._beat(broadcast_id))
         await repo.save_reach(broadcast_id, {**reach.as_dict(), "enqueued": True})
         await self._after_enqueue(broadcast_id)
         return reach
@@ -304,6 +305,32 @@ class BroadcastService:
 
     async def _state(self, broadcast_id: int) -> str:
         return str((await self.get(broadcast_id)).state)
+
+    async def _beat(self, broadcast_id: int) -> str:
+        # Before each enqueue page: the heartbeat (updated_at) that tells a live enqueue
+        # from one whose process died (adopted by start_due), then the state.
+        await repo.touch(broadcast_id, self.clock.now())
+        return await self._state(broadcast_id)
+
+    async def adopt_enqueues(self, now: datetime) -> list[int]:
+        """Finish the enqueue of sending or paused broadcasts whose enqueue stopped (no
+        page for ``ENQUEUE_STALE``: its process died or shut down). One adopter each: the
+        heartbeat is taken by a conditional update; keys make it insert nothing twice."""
+        adopted = []
+        stale = await Broadcast.filter(
+            state__in=("sending", "paused"), updated_at__lt=utc(now - ENQUEUE_STALE)
+        ).order_by("id")
+        for b in stale:
+            if b.reach.get("enqueued") or not await repo.take_beat(b, now):
+                continue
+            log.warning("broadcast %s: its enqueue stopped; finishing it", b.id)
+            try:
+                await self.continue_enqueue(int(b.id))
+            except BroadcastError as exc:
+                log.warning("broadcast %s: enqueue not finished: %s", b.id, exc)
+                continue
+            adopted.append(int(b.id))
+        return adopted
 
     async def _after_enqueue(self, broadcast_id: int) -> None:
         state = await self._state(broadcast_id)
@@ -369,6 +396,7 @@ class BroadcastService:
                 log.warning("scheduled broadcast %s not started: %s", b.id, exc)
                 continue
             started.append(int(b.id))
+        await self.adopt_enqueues(now)
         for b in await Broadcast.filter(state="sending").only("id"):
             await self.status(int(b.id))
         for watch in self.watchers:

@@ -63,6 +63,19 @@ async def transition(
     return True
 
 
+async def touch(broadcast_id: int, now: datetime) -> None:
+    """The enqueue's heartbeat: ``updated_at`` = now."""
+    await Broadcast.filter(id=broadcast_id).update(updated_at=utc(now))
+
+
+async def take_beat(b: Broadcast, now: datetime) -> bool:
+    """Take over a stopped enqueue: True for the one caller whose conditional update
+    moved ``updated_at`` from the value it read."""
+    return bool(
+        await Broadcast.filter(id=b.id, updated_at=b.updated_at).update(updated_at=utc(now))
+    )
+
+
 async def save_reach(broadcast_id: int, reach: dict[str, Any]) -> None:
     """Store the expected reach."""
     await Broadcast.filter(id=broadcast_id).update(reach=reach)
