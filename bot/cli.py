@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = ev.add_parser("list", help="the latest recorded callbacks")
     ls.add_argument("--limit", type=int, default=20)
     replay = ev.add_parser("replay", help="dispatch a recorded callback again under its key")
-    replay.add_argument("id", type=int)
+    replay.add_argument("id", type=record_id)
     ev.add_parser("purge", help="delete callbacks older than inbound_retention_days")
     tiers = sub.add_parser("tiers", help="tiers: the yearly evaluation")
     tr = tiers.add_subparsers(dest="tiers_command", required=True, parser_class=_Parser)
@@ -152,7 +152,7 @@ def _broadcast_parser(sub: Any) -> None:
     }
     for name, text in ids.items():
         one = cmd.add_parser(name, help=text)
-        one.add_argument("id", type=int, help="the broadcast id")
+        one.add_argument("id", type=record_id, help="the broadcast id")
         if name in ("start", "pause", "resume", "cancel"):
             one.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
         if name in ("start", "status"):
@@ -182,6 +182,13 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 86400)")
     return value
+
+
+def record_id(text: str) -> int:
+    """A database id argument: 1 to 2**63 - 1 (a bigint), else one line and exit 2."""
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number from 1)")
+    return int(text)
 
 
 def _poll(text: str) -> float:
@@ -227,7 +234,7 @@ def _members_parser(sub: Any) -> None:
     merge.add_argument("--reason", default="operator merge", help="kept in the merge record")
     merge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
     unmerge = cmd.add_parser("unmerge", help="undo a merge exactly (audited)")
-    unmerge.add_argument("merge_id", type=int, help="the merge id `members merge` printed")
+    unmerge.add_argument("merge_id", type=record_id, help="the merge id `members merge` printed")
     unmerge.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
     export = cmd.add_parser("export", help="the member's data as JSON (audited)")
     export.add_argument("member", help="member code, mobile number or openid")
@@ -246,10 +253,10 @@ def _merge_requests_parser(cmd: Any) -> None:
     )
     action = requests.add_subparsers(dest="request_action", parser_class=_Parser)
     approve = action.add_parser("approve", help="merge the holder into the requesting member")
-    approve.add_argument("request", type=int, help="merge request id")
+    approve.add_argument("request", type=record_id, help="merge request id")
     approve.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
     reject = action.add_parser("reject", help="refuse the merge (nothing moves)")
-    reject.add_argument("request", type=int, help="merge request id")
+    reject.add_argument("request", type=record_id, help="merge request id")
     reject.add_argument("--reason", required=True, help="why (kept on the request and audited)")
     reject.add_argument("--actor", default="cli", help="who (recorded in the audit log)")
 

@@ -59,7 +59,7 @@ async def confirm(event: AgentText, ctx: Ctx) -> Reply:
     return ctx.render("staff_broadcast_confirm", outcome=taken.outcome, id=taken.broadcast_id)
 
 
-@router.on(AgentText, Regex(r"进度(?:\s*#?(?P<id>\d+))?"))
+@router.on(AgentText, Regex(r"进度(?:\s*#?(?P<id>\d{1,18}))?"))
 async def progress(event: AgentText, ctx: Ctx) -> Reply:
     """``进度 [id]``: a broadcast's state and rows now (default: the staff member's latest)."""
     if (refused := await _refusal(event, ctx)) is not None:

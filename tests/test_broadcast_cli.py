@@ -215,7 +215,8 @@ def test_create_with_at_schedules_it(
     [
         (["pause", "999"], "no broadcast 999"),
         (["report", "999"], "no broadcast 999"),
-        (["start", "seven"], "invalid int value: 'seven'"),
+        (["start", "seven"], "'seven' is not an id"),
+        (["status", "99999999999999999999"], "'99999999999999999999' is not an id"),
         (["status", "1", "--watch", "--interval", "0"], "poll at most every 0.01 s"),
         (["start", "1", "--timeout", "soon"], "'soon' is not a number of seconds"),
         (["create", "--name", "n", "--segment", "x", "--channel", "oa_cs"], "--template"),

@@ -130,6 +130,8 @@ async def test_create_from_a_saved_segment_scheduled_and_audited(api: Client) ->
         ({"rule": GOLD, "channel": "fax"}, 422, "invalid_broadcast", "channel must be one of"),
         ({"rule": GOLD, "account": "x"}, 422, "invalid_broadcast", "no Official Account"),
         ({"rule": GOLD, "scheduled_at": "2020-01-01T00:00"}, 422, "invalid_request", "future"),
+        ({"rule": GOLD, "content": {"variables": "ab"}}, 422, "invalid_broadcast", "variables"),
+        ({"rule": GOLD, "content": {"variables": [1, 2]}}, 422, "invalid_broadcast", "variables"),
     ],
 )
 async def test_create_refuses_bad_input_naming_it(
@@ -245,6 +247,8 @@ async def test_list_pages_newest_first(api: Client) -> None:
     cancelled = await (await _get(api, "/api/broadcasts?state=cancelled")).json()
     assert [b["name"] for b in cancelled["items"]] == ["b0"]
     assert (await _get(api, "/api/broadcasts?state=lost")).status == 422
+    huge = await _get(api, "/api/broadcasts?before_id=99999999999999999999")  # past bigint
+    assert (huge.status, (await huge.json())["error"]) == (422, "invalid_request")
 
 
 async def test_the_endpoints_are_in_the_openapi_document(api: Client) -> None:

@@ -67,7 +67,9 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: State | None = None
-    before_id: int | None = Field(default=None, ge=1, description="page: ids below this one")
+    before_id: int | None = Field(
+        default=None, ge=1, lt=2**63, description="page: ids below this one"
+    )
     limit: int = Field(default=50, ge=1, le=500)
 
 

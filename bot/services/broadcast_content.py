@@ -97,7 +97,10 @@ def _from_template(
         raise BroadcastError(
             f"a {kind} broadcast needs a {kind} template; {template!r} is {template_kind}"
         )
-    variables = dict(content.get("variables", {}))
+    raw = content.get("variables", {})
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise BroadcastError("content.variables must be an object of name → text")
+    variables = dict(raw)
     wanted = renderer.variables(template)
     per_member = sorted(wanted & PER_MEMBER)
     if per_member and channel not in PER_RECIPIENT:
