@@ -449,3 +449,36 @@ async def test_a_live_enqueue_keeps_its_heartbeat(services: Services) -> None:
 
     await repo.touch(broadcast_id, services.clock.now() + timedelta(seconds=3))  # a page
     assert not await repo.take_beat(stale, services.clock.now())  # the adopter lost
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+async def test_a_pause_or_cancel_between_a_pages_read_and_write_leaves_nothing_sendable(
+    services: Services, action: str
+) -> None:
+    await members(services, 6)
+    bc = service(services, batch=2)
+    broadcast_id = await promo(services, rule=GOLD_RULE)
+    real_beat = bc._beat
+    calls = 0
+
+    async def beat(broadcast_id: int) -> str:
+        # The state the enqueue reads before its second page, then the manager acts
+        # before that page is written.
+        nonlocal calls
+        calls += 1
+        state = await real_beat(broadcast_id)
+        if calls == 2:
+            await getattr(bc, action)(broadcast_id, actor=ACTOR)
+        return state
+
+    bc._beat = beat  # type: ignore[method-assign]
+    await bc.start(broadcast_id, actor=ACTOR)
+    statuses = await OutboxMessage.filter(group_key=f"bc:{broadcast_id}").values_list(
+        "status", flat=True
+    )
+    assert "pending" not in statuses
+    if action == "pause":
+        assert sorted(statuses) == ["held"] * 6  # the rest written held; resume sends all
+        assert await bc.resume(broadcast_id, actor=ACTOR) == 6
+    else:
+        assert sorted(statuses) == ["cancelled", "cancelled"]  # the first page only

@@ -24,7 +24,7 @@ from bot.services.broadcast_content import Content
 from bot.services.broadcast_sql import NO_WINDOW, Target, claim_cs_slots, page
 from bot.templating import Renderer
 from sop.sql import Sql, conn, dialect_of, render
-from storage.models import OutboxMessage
+from storage.models import Broadcast, OutboxMessage
 from storage.timeutil import utc
 
 SOURCE = "broadcast"
@@ -67,11 +67,25 @@ class Enqueuer:
     async def _fetch(self, audience: Sql, after: int) -> list[dict[str, Any]]:
         return await fetch(conn(), page(self.target, audience, after, self.batch))
 
+    async def locked_state(self, tx: BaseDBAsyncClient) -> str:
+        """Lock the broadcast row for the page's transaction (an update: a row lock on
+        PostgreSQL, the write lock on SQLite) and read its state under the lock. A pause
+        or cancel waits for the page, and its hold/cancel of the rows then sees them; a
+        page after it sees the new state."""
+        b = Broadcast.filter(id=self.target.broadcast_id)
+        await b.using_db(tx).update(updated_at=utc(self.target.now))
+        found = await b.using_db(tx).values_list("state", flat=True)
+        return str(found[0]) if found else "cancelled"
+
     async def _page(self, found: list[dict[str, Any]], paused: bool) -> int:
         reached = [r for r in found if not r["reason"]]
         skipped = [r for r in found if r["reason"]]
-        status = "held" if paused or self.target.channel in BUNDLED else "pending"
         async with in_transaction() as tx:
+            state = await self.locked_state(tx)
+            if state not in ("sending", "paused"):
+                return 0  # cancelled (or finished) since the page was read
+            held = state == "paused" or self.target.channel in BUNDLED
+            status = "held" if held else "pending"
             if self.target.channel == "oa_cs" and reached:
                 ids = [int(r["identity_id"]) for r in reached]
                 won = {int(r["id"]) for r in await fetch(tx, claim_cs_slots(self.target, ids))}

@@ -148,6 +148,8 @@ class GroupEnqueuer(Enqueuer):
     async def _page(self, found: list[dict[str, Any]], paused: bool) -> int:
         rows = [self._row(r, "skipped" if r["reason"] else "held", str(r["reason"])) for r in found]
         async with in_transaction() as tx:
+            if await self.locked_state(tx) not in ("sending", "paused"):
+                return 0  # cancelled since the page was read
             await OutboxMessage.bulk_create(rows, ignore_conflicts=True, using_db=tx)
         return len(rows)
 

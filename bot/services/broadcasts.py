@@ -336,6 +336,8 @@ class BroadcastService:
         state = await self._state(broadcast_id)
         if state == "sending":
             await repo.release(broadcast_id)  # bundled rows: the group is complete
+        elif state == "paused":
+            await repo.hold(broadcast_id)  # belt and braces: nothing pending while paused
         elif state == "cancelled":
             await repo.cancel_rows(broadcast_id)  # a page written after the cancel
         if self.wake is not None:
