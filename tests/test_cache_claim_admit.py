@@ -204,3 +204,47 @@ async def test_on_redis_a_sign_in_callback_is_two_round_trips(
     finally:
         await watcher.aclose()
     assert sent == ["EVALSHA", "EVALSHA"]  # claim + admit; reply + release
+
+
+@pytest.mark.redis
+async def test_claims_made_in_one_tick_share_a_pipeline_and_stay_exact() -> None:
+    cache = RedisCache(TEST_REDIS)
+    claim, gate = _gate(limit=100)
+    kb = KeyBuilder(prefix=claim.name + "x")
+    claims = [kb.inbound(f"m{i}") for i in range(20)]
+    try:
+        # 20 deliveries and a retry of the first, all in one tick: one pipeline
+        made = await asyncio.gather(*(cache.claim_admit(c, gate) for c in [*claims, claims[0]]))
+        assert made[-1] is None  # the retry: claimed in the same pipeline, just before
+        admitted = [a for a in made if a is not None]
+        assert sorted(a.count for a in admitted) == list(range(1, 21))
+        assert sum(a.locked for a in admitted) == 1  # one sender: one holder
+        for admission in admitted:
+            if admission.locked:
+                async with cache.hold(admission, 1.0):
+                    pass
+        assert await _free(cache, gate.lock)
+    finally:
+        await cache.close()
+
+
+@pytest.mark.redis
+async def test_a_script_redis_does_not_know_is_loaded_alone_and_in_a_pipeline() -> None:
+    cache = RedisCache(TEST_REDIS)
+    # a script text never run before: its SHA is unknown to Redis until loaded
+    unknown = cache.script(f"return ARGV[1] .. '-{uuid.uuid4().hex}'")
+    other = cache.script(f"return ARGV[1] .. '-{uuid.uuid4().hex}'")
+    try:
+        assert str(await cache.run(unknown, [], ["a"])).startswith("a-")
+        both = await asyncio.gather(cache.run(other, [], ["b"]), cache.run(other, [], ["c"]))
+        assert [str(v)[:2] for v in both] == ["b-", "c-"]
+        bad = cache.script("return redis.call('incr', KEYS[1])")
+        key = claimed = _gate()[0].name
+        await cache.claim(Key(claimed, 60), "not a number")
+        results = await asyncio.gather(
+            cache.run(bad, [key], []), cache.run(other, [], ["d"]), return_exceptions=True
+        )
+        assert isinstance(results[0], aioredis.ResponseError)  # only that call fails
+        assert str(results[1]).startswith("d-")
+    finally:
+        await cache.close()
