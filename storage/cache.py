@@ -327,38 +327,44 @@ _CLAIM_ADMIT = (
 _Call = tuple[AsyncScript, list[str], list[str | int], asyncio.Future[Any]]
 
 
-class _TickPipeline:
-    """Script calls made in one event-loop tick go to Redis as one pipeline.
+class _ScriptPipeline:
+    """Script calls go to Redis in pipelines: one in flight, the next carrying every call
+    made meanwhile.
 
-    Concurrent callbacks each make the same two script calls; those that reach them in
-    the same tick (requests read from several sockets at once, replies that arrived
-    together) share one write and one read instead of one each. The batch runs in its own
-    task, so a caller that is cancelled never cancels the others' calls; every call is
-    still its own atomic script, run in the order made. A script Redis does not know
-    (after a restart or SCRIPT FLUSH) is loaded and that call retried.
+    Concurrent callbacks each make the same two script calls. The first call made while
+    nothing is in flight is sent at the end of its loop tick (with any made in that tick);
+    calls made while a pipeline is in flight wait for it and then go together in the
+    next, so under load many callbacks share one write and one read, on our side and
+    Redis's, and with no load a call waits for nothing. The pipelines are sent by their
+    own task, so a caller that is cancelled never cancels the others' calls; every call is
+    still its own atomic script, run in the order made, and a failing call fails alone. A
+    script Redis does not know (after a restart or SCRIPT FLUSH) is loaded and that call
+    retried.
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._queue: list[_Call] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
 
     def call(
         self, script: AsyncScript, keys: list[str], args: list[str | int]
     ) -> asyncio.Future[Any]:
-        """Queue one script call for this tick's pipeline; await the returned future."""
+        """Queue one script call for the next pipeline; await the returned future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
         self._queue.append((script, keys, args, future))
+        if self._sender is None:  # else the running sender takes it with the next batch
+            self._sender = loop.create_task(self._drain())
         return future
 
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send(batch)
+        finally:
+            self._sender = None
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -378,12 +384,15 @@ class _TickPipeline:
             for *_, future in batch:
                 _settle(future, error if isinstance(error, Exception) else CacheError("cancelled"))
             if not isinstance(error, Exception):
+                for *_, future in self._queue:
+                    _settle(future, CacheError("cancelled"))
+                self._queue = []
                 raise
 
     async def wait(self) -> None:
-        """Let the batches in flight finish (before the pool closes)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Let the pipelines in flight and queued finish (before the pool closes)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
 
 
 async def _attempt(call: Awaitable[Any]) -> Any:
@@ -406,14 +415,14 @@ class RedisCache:
     """Redis-backed cache shared by every process of a deployment.
 
     The two calls of the callback hot path (:meth:`claim_admit`, :meth:`put` with a lock
-    to release) go through a per-tick pipeline (:class:`_TickPipeline`).
+    to release) go through one pipeline for concurrent callers (:class:`_ScriptPipeline`).
     """
 
     shared = True
 
     def __init__(self, url: str) -> None:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
-        self._pipeline = _TickPipeline(self._redis)
+        self._pipeline = _ScriptPipeline(self._redis)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
         self._claim_admit = self._redis.register_script(_CLAIM_ADMIT)
@@ -424,7 +433,7 @@ class RedisCache:
         return self._redis.register_script(source)
 
     async def run(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
-        """Run a registered script (:meth:`script`), in this loop tick's pipeline."""
+        """Run a registered script (:meth:`script`) in the next pipeline of concurrent calls."""
         return await self._pipeline.call(script, keys, args)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
