@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from storage.cache import Cache, CacheError, Gate, MemoryCache, RedisCache
+from storage.cache import Cache, CacheError, Gate, RedisCache
 from storage.keys import Key, KeyBuilder
 from tests.conftest import TEST_REDIS, AppMaker, base_config, make_settings
 from tests.fakes import FakeWall
-from tests.helpers import oa_crypto, oa_text, post_oa, reply_fields
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def any_cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    """Each cache implementation (Redis only on the Redis pass)."""
-    made: Cache = RedisCache(TEST_REDIS) if request.param == "redis" else MemoryCache()
-    yield made
-    await made.close()
+from tests.helpers import lock_is_free, oa_crypto, oa_text, post_oa, reply_fields
 
 
 def _gate(limit: int = 10) -> tuple[Key, Gate]:
@@ -39,14 +30,6 @@ def _gate(limit: int = 10) -> tuple[Key, Gate]:
     )
 
 
-async def _free(cache: Cache, lock: Key) -> bool:
-    try:
-        async with cache.lock(lock, 0.01):
-            return True
-    except CacheError:
-        return False
-
-
 async def test_only_the_first_claim_is_counted(any_cache: Cache) -> None:
     claim, gate = _gate()
     first = await any_cache.claim_admit(claim, gate)
@@ -56,7 +39,7 @@ async def test_only_the_first_claim_is_counted(any_cache: Cache) -> None:
         pass
     assert await any_cache.claim_admit(claim, gate) is None  # a retry: claimed before
     assert await any_cache.incr(gate.rate) == 2  # and it counted nothing
-    assert await _free(any_cache, gate.lock)  # nor took the lock
+    assert await lock_is_free(any_cache, gate.lock)  # nor took the lock
 
 
 async def test_hold_keeps_the_lock_until_the_block_ends_and_reads_the_peek(
@@ -69,8 +52,8 @@ async def test_hold_keeps_the_lock_until_the_block_ends_and_reads_the_peek(
     assert admission is not None
     async with any_cache.hold(admission, 1.0) as held:
         assert held.peeked == "7:M7"
-        assert not await _free(any_cache, gate.lock)
-    assert await _free(any_cache, gate.lock)
+        assert not await lock_is_free(any_cache, gate.lock)
+    assert await lock_is_free(any_cache, gate.lock)
 
 
 async def test_past_the_limit_nothing_is_locked_or_read(any_cache: Cache) -> None:
@@ -82,7 +65,7 @@ async def test_past_the_limit_nothing_is_locked_or_read(any_cache: Cache) -> Non
     assert admission is not None
     async with any_cache.hold(admission, 1.0) as held:
         assert (held.count, held.peeked, held.keep()) == (2, None, None)
-        assert await _free(any_cache, gate.lock)
+        assert await lock_is_free(any_cache, gate.lock)
 
 
 async def test_a_busy_lock_is_waited_for_and_the_peek_read_again(any_cache: Cache) -> None:
@@ -114,7 +97,7 @@ async def test_a_busy_lock_is_waited_for_and_the_peek_read_again(any_cache: Cach
     release.set()
     await first
     assert await second == "new"
-    assert await _free(any_cache, gate.lock)
+    assert await lock_is_free(any_cache, gate.lock)
 
 
 async def test_a_lock_that_stays_busy_raises_after_the_wait(any_cache: Cache) -> None:
@@ -134,9 +117,9 @@ async def test_a_kept_lock_is_released_by_put(any_cache: Cache) -> None:
     async with any_cache.hold(admission, 1.0) as held:
         kept = held.keep()
     assert kept is not None
-    assert not await _free(any_cache, gate.lock)
+    assert not await lock_is_free(any_cache, gate.lock)
     await any_cache.put(Key(claim.name + ":reply", 60), "r", release=kept)
-    assert await _free(any_cache, gate.lock)
+    assert await lock_is_free(any_cache, gate.lock)
 
 
 class CountingCache:
@@ -223,7 +206,7 @@ async def test_claims_made_in_one_tick_share_a_pipeline_and_stay_exact() -> None
             if admission.locked:
                 async with cache.hold(admission, 1.0):
                     pass
-        assert await _free(cache, gate.lock)
+        assert await lock_is_free(cache, gate.lock)
     finally:
         await cache.close()
 
