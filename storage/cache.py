@@ -339,7 +339,7 @@ class _ScriptPipeline:
     own task, so a caller that is cancelled never cancels the others' calls; every call is
     still its own atomic script, run in the order made, and a failing call fails alone. A
     script Redis does not know (after a restart or SCRIPT FLUSH) is loaded and that call
-    retried.
+    retried (after the rest of its pipeline).
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
@@ -354,7 +354,10 @@ class _ScriptPipeline:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((script, keys, args, future))
-        if self._sender is None:  # else the running sender takes it with the next batch
+        sender = self._sender
+        # else the running sender takes it with its next batch (a sender left behind by a
+        # closed loop is replaced)
+        if sender is None or sender.done() or sender.get_loop() is not loop:
             self._sender = loop.create_task(self._drain())
         return future
 
