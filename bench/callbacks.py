@@ -166,10 +166,11 @@ def measure(
         stack.reset()
         migrate(config, child_env())
     print(f"{name}: starting on port {port} …", flush=True)
-    with running(server_command(name, config, port, args), port, data_dir / "server.log", cpus[0]):
-        result = run_loadgen(
-            args, port, config, loadgen_args(name, args, PATHS[args.path]), cpus[1]
-        )
+    log = data_dir / "server.log"
+    with running(server_command(name, config, port, args), port, log, cpus[0]) as server:
+        # the server's own CPU in the window (granian's workers are its children: not counted)
+        extra = [*loadgen_args(name, args, PATHS[args.path]), f"--server-pid={server.pid}"]
+        result = run_loadgen(args, port, config, extra, cpus[1])
     if name == "full":
         result["rows"] = stack.count_rows(data_dir)
     print(f"{name}: {line(result)}", flush=True)
@@ -193,6 +194,11 @@ def line(r: dict[str, Any]) -> str:
         f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
         f"{r['errors']} errors ({r['requests']} requests in {r['seconds']:.1f} s, "
         f"{r['checked_replies']} replies decrypted and checked)"
+        + (
+            f"; server CPU {r['server_cpu_ms_per_request']:.3f} ms/request"
+            if r.get("server_cpu_ms_per_request") is not None
+            else ""
+        )
         + (f"; rows: {json.dumps(rows)}" if rows else "")
     )
 

@@ -10,6 +10,8 @@ to CRLFCRLF, then Content-Length bytes, so the client costs far less than the se
 A warm-up of ``--warmup`` requests runs first, then ``--seconds`` of measurement. Every
 response must be 200; every ``--sample-every``-th reply is decrypted (after timing) and
 must contain ``--expect``. Prints req/s, p50, p99 and errors (``--json``: one JSON line).
+With ``--server-pid`` (Linux), also the server process's CPU time (user + system, all its
+threads) over the measured window, in total and per measured request.
 
 Run: ``.venv/bin/python bench/loadgen.py --port 8080 --config config.example.toml``
 """
@@ -20,11 +22,13 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bot.config import OfficialAccountSettings, load_settings
 from bot.devtools.signer import open_reply, sign_oa
@@ -151,6 +155,7 @@ class Run:
     warmup_samples: dict[int, bytes] = field(default_factory=dict)
     completed: int = 0
     answered: int = 0  # warm-up included: every 200 response
+    server_cpu: float | None = None  # the server's CPU seconds in the window (--server-pid)
 
     def take(self, limit: int) -> int | None:
         """The next request index below ``limit``, or None."""
@@ -189,10 +194,31 @@ async def _worker(conn: Connection, run: Run, limit: int, deadline: float, recor
         await _one(conn, run, index, record)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """A process's CPU time so far (utime + stime of all its threads), or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
-    host: str, port: int, run: Run, connections: int, warmup: int, seconds: float
+    host: str,
+    port: int,
+    run: Run,
+    connections: int,
+    warmup: int,
+    seconds: float,
+    server_pid: int | None = None,
 ) -> float:
-    """Warm up, then measure for ``seconds``; return the measured wall time."""
+    """Warm up, then measure for ``seconds``; return the measured wall time.
+
+    With ``server_pid``, ``run.server_cpu`` gets that process's CPU seconds in the window.
+    """
     conns = [Connection(host, port) for _ in range(connections)]
     await asyncio.gather(*(c.open() for c in conns))
     try:
@@ -202,11 +228,16 @@ async def drive(
             run.errors.append(f"warm-up unfinished after {WARMUP_TIMEOUT:.0f}s: {run.next_index}")
             run.next_index = warmup  # never measure a warm-up request
         gc.collect()
+        cpu_before = cpu_seconds(server_pid)
         started = time.perf_counter()
         deadline = started + seconds
         total = len(run.requests)
         await asyncio.gather(*(_worker(c, run, total, deadline, True) for c in conns))
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        cpu_after = cpu_seconds(server_pid)
+        if cpu_before is not None and cpu_after is not None:
+            run.server_cpu = cpu_after - cpu_before
+        return elapsed
     finally:
         for c in conns:
             c.close()
@@ -278,6 +309,12 @@ def summary(
         "checked_replies": checked[0],
         "reply_kinds": dict(checked[1].most_common(5)),
         "exhausted": exhausted,
+        "server_cpu_s": None if run.server_cpu is None else round(run.server_cpu, 3),
+        "server_cpu_ms_per_request": (
+            round(run.server_cpu * 1000 / run.completed, 3)
+            if run.server_cpu is not None and run.completed
+            else None
+        ),
     }
 
 
@@ -319,6 +356,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests pre-built per measured second (the run stops early if exhausted)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument(
+        "--server-pid", type=int, help="report this process's CPU time over the window (Linux)"
+    )
     return parser.parse_args(argv)
 
 
@@ -349,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     run = Run(requests, args.sample_every)
+    host = args.host
     elapsed = asyncio.run(
-        drive(args.host, args.port, run, args.connections, args.warmup, args.seconds)
+        drive(host, args.port, run, args.connections, args.warmup, args.seconds, args.server_pid)
     )
     crypto = MessageCrypto(account.token, account.encoding_aes_key, account.appid)
     checked = check_samples(run, crypto, args.expect, args.reject)
@@ -368,6 +409,8 @@ def _print_human(result: dict[str, object]) -> None:
         f"errors {result['errors']}  ({result['requests']} requests in {result['seconds']} s, "
         f"{result['checked_replies']} replies checked)"
     )
+    if result["server_cpu_ms_per_request"] is not None:
+        print(f"  server CPU {result['server_cpu_ms_per_request']} ms per request")
     for kind, n in result["reply_kinds"].items():  # type: ignore[attr-defined]
         print(f"  {n} sampled replies: {kind}")
     for line in result["error_samples"]:  # type: ignore[attr-defined]

@@ -90,7 +90,9 @@ def tail(log: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], port: int, log: Path, cpu: int | None) -> Iterator[None]:
+def running(
+    cmd: list[str], port: int, log: Path, cpu: int | None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A server subprocess, healthy inside the block and always stopped after it."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -105,6 +107,6 @@ def running(cmd: list[str], port: int, log: Path, cpu: int | None) -> Iterator[N
         )
         try:
             wait_healthy(proc, port, log)
-            yield
+            yield proc
         finally:
             stop_group(proc)

@@ -30,21 +30,35 @@ class Target:
 def table(rounds: list[Round]) -> list[str]:
     """Every measurement, one line each."""
     head = f"{'round':<6}{'server':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-    lines = [head + f"{'window s':>10}  rows written (full)"]
+    lines = [head + f"{'window s':>10}{'cpu ms/req':>12}  rows written (full)"]
     for i, results in enumerate(rounds, 1):
         for name, r in results.items():
             rows = r.get("rows")
             lines.append(
                 f"{i:<6}{name:<10}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-                f"{r['errors']:>8}{r['seconds']:>10.1f}  "
+                f"{r['errors']:>8}{r['seconds']:>10.1f}{_cpu(r):>12}  "
                 + (", ".join(f"{t} {n}" for t, n in rows.items()) if rows else "")
             )
     return lines
 
 
+def _cpu(result: dict[str, Any]) -> str:
+    cpu = result.get("server_cpu_ms_per_request")
+    return "-" if cpu is None else f"{cpu:.3f}"
+
+
 def _median(rounds: list[Round], name: str, key: str) -> float:
     values = [r[name][key] for r in rounds if name in r]
     return statistics.median(values) if values else math.nan
+
+
+def _median_cpu(rounds: list[Round], name: str) -> str:
+    values = [
+        r[name]["server_cpu_ms_per_request"]
+        for r in rounds
+        if name in r and r[name].get("server_cpu_ms_per_request") is not None
+    ]
+    return f"{statistics.median(values):.3f}" if values else "-"
 
 
 def _ratios(rounds: list[Round], over: str) -> list[float]:
@@ -63,7 +77,8 @@ def summary(rounds: list[Round], target: Target, connections: int) -> list[str]:
         lines.append(
             f"  {name:<8} {_median(rounds, name, 'rps'):>7.0f} req/s   "
             f"p50 {_median(rounds, name, 'p50_ms'):5.1f} ms   "
-            f"p99 {_median(rounds, name, 'p99_ms'):5.1f} ms"
+            f"p99 {_median(rounds, name, 'p99_ms'):5.1f} ms   "
+            f"server CPU {_median_cpu(rounds, name)} ms/request"
         )
     verdict: list[str] = []
     for over, want in (("ceiling", target.vs_ceiling), ("werobot", target.vs_werobot)):

@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.replies import Reply, TextReply
 from bot.templating import Renderer
 from bot.wechat.inbound import Inbound
-from storage.cache import Cache, Held
+from storage.cache import Admission, Cache, Held
 from storage.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ class Trace:
     # ``hand_lock`` is set the sender gate leaves its lock held, in ``held``, on exit.
     hand_lock: bool = False
     held: Held | None = None
+    # The sender gate's first cache step, made by intake in its dedupe claim's round trip;
+    # the gate takes it (sets None) and holds its lock. Still set when dispatch ends: the
+    # gate never ran, and intake releases the lock itself.
+    admission: Admission | None = None
 
 
 @dataclass(frozen=True, slots=True)

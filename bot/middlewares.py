@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from bot.context import Ctx
+from bot.context import Ctx, Services
 from bot.replies import NO_REPLY, Reply, TextReply
 from bot.routing import Next, Unhandled
 from bot.wechat.inbound import Inbound
-from storage.cache import CacheError
+from storage.cache import CacheError, Gate
 
 log = logging.getLogger("bot.dispatch")
 
@@ -34,7 +34,9 @@ class SenderGateMiddleware:
 
     One cache call counts the command and, under the limit, takes the sender's lock
     (across processes when the cache is shared) and reads the sender's identity-cache
-    entry for :class:`MemberMiddleware` (``Trace.identity``: one round trip fewer). When
+    entry for :class:`MemberMiddleware` (``Trace.identity``: one round trip fewer). On a
+    callback, intake has already made that call together with its dedupe claim
+    (``Trace.admission``, see :meth:`gate_for`): the gate then only holds that lock. When
     intake asks for it (``Trace.hand_lock``), the lock is left held on exit and intake
     releases it in the same call that caches the reply (another round trip fewer). Past
     the limit: "too fast" once a minute, then silence; lock still busy after
@@ -44,17 +46,38 @@ class SenderGateMiddleware:
     def __init__(self, wait_seconds: float = 10.0) -> None:
         self.wait_seconds = wait_seconds
 
+    @staticmethod
+    def gate_for(inbound: Inbound, services: Services) -> Gate | None:
+        """What the gate checks for this callback's sender (None: not from a member, no gate).
+
+        Intake uses it to make the gate's first cache step in its dedupe claim's round trip
+        (``Trace.admission``); the gate then only holds the lock that step tried.
+        """
+        if not inbound.from_member:
+            return None
+        sender = f"{inbound.platform}:{inbound.account}:{inbound.sender}"
+        return Gate(
+            services.keys.rate(sender, int(services.wall.time() // 60)),
+            services.settings.business.rate_limit_per_minute,
+            services.keys.member_lock(sender),
+            services.members.identity_key(inbound),
+        )
+
     async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
         """Count the sender's command; refuse past the limit, else hold the lock around the rest."""
-        if not inbound.from_member:
-            return await call_next(inbound, ctx)
         services = ctx.services
-        sender = f"{inbound.platform}:{inbound.account}:{inbound.sender}"
-        rate = services.keys.rate(sender, int(services.wall.time() // 60))
-        limit = services.settings.business.rate_limit_per_minute
-        lock = services.keys.member_lock(sender)
-        peek = services.members.identity_key(inbound)
-        gate = services.cache.admit(rate, limit, lock, self.wait_seconds, peek)
+        admitted, ctx.trace.admission = ctx.trace.admission, None  # taken: ours to hold now
+        if admitted is not None:
+            gate = services.cache.hold(admitted, self.wait_seconds)
+            limit = services.settings.business.rate_limit_per_minute
+        else:
+            keys = self.gate_for(inbound, services)
+            if keys is None:
+                return await call_next(inbound, ctx)
+            limit = keys.limit
+            gate = services.cache.admit(
+                keys.rate, keys.limit, keys.lock, self.wait_seconds, keys.peek
+            )
         try:
             async with gate as admission:
                 count = admission.count

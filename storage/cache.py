@@ -2,7 +2,9 @@
 
 Only what intake needs lives here: claim-once keys, small values with TTLs, counters, a
 per-key lock, and ``admit`` (a counter, a lock and one value read in one call: one Redis
-script on the callback hot path). Every key comes from :mod:`storage.keys` and carries its
+script). On the callback hot path ``claim_admit`` adds the dedupe claim to that script, so
+a callback costs two Redis round trips: that one before the handler, ``put`` (the reply and
+the lock's release) after it. Every key comes from :mod:`storage.keys` and carries its
 TTL.
 """
 
@@ -12,13 +14,14 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from storage.keys import Key
 
@@ -35,18 +38,34 @@ class Held:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What :meth:`Cache.admit` checks for one sender: count a use on ``rate`` and, within
+    ``limit``, take ``lock`` and read ``peek`` (e.g. the sender's identity-cache entry)."""
+
+    rate: Key
+    limit: int
+    lock: Key
+    peek: Key | None = None
+
+
 @dataclass(slots=True)
 class Admission:
     """What :meth:`Cache.admit` found: the use count and the value of the ``peek`` key.
 
     ``peeked`` is None when no key was given, the key was absent, or the count was past the
-    limit (nothing is read then). :meth:`keep` asks admit to leave the lock held on exit.
+    limit (nothing is read then). ``held`` is the sender's lock and its token (None past the
+    limit); ``locked`` whether it is held yet (:meth:`Cache.claim_admit`'s one try may have
+    found it busy: :meth:`Cache.hold` then waits for it). :meth:`keep` asks for the lock to
+    be left held on exit.
     """
 
     count: int
     peeked: str | None = None
     held: Held | None = None
     kept: bool = False
+    locked: bool = True
+    peek: Key | None = None
 
     def keep(self) -> Held | None:
         """Leave the lock held when admit exits; the caller must release it with
@@ -88,6 +107,19 @@ class Cache(Protocol):
         identity cache entry). Past the limit nothing is locked or read. Raises
         :class:`CacheError` when the lock stays busy for ``wait`` seconds.
         """
+
+    async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
+        """:meth:`claim` and, when this caller set the key, :meth:`admit`'s first step for
+        ``gate`` (count, one try of the lock, the peek): one round trip for both.
+
+        None when the key was claimed before (nothing is counted, locked or read). Else
+        the admission, whose lock :meth:`hold` must then enter (or the caller release).
+        """
+
+    def hold(self, admission: Admission, wait: float) -> AbstractAsyncContextManager[Admission]:
+        """Hold the lock of an admission from :meth:`claim_admit` around the block: waited
+        for (and the peek read again) when its first try found it busy; released on exit
+        unless kept. Raises :class:`CacheError` when it stays busy for ``wait`` seconds."""
 
     async def ping(self) -> bool:
         """True when the backing store answers."""
@@ -209,24 +241,46 @@ class MemoryCache:
             del self._waiters[name]
             self._locks.pop(name, None)
 
-    @asynccontextmanager
-    async def admit(
+    def admit(
         self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
-    ) -> AsyncIterator[Admission]:
+    ) -> AbstractAsyncContextManager[Admission]:
         """:meth:`incr` then, within the limit, :meth:`lock` and :meth:`get` of ``peek``."""
-        count = await self.incr(rate)
-        if count > limit:
-            yield Admission(count)
+        return self._admit(Gate(rate, limit, lock, peek), wait)
+
+    @asynccontextmanager
+    async def _admit(self, gate: Gate, wait: float) -> AsyncIterator[Admission]:
+        async with self.hold(await self._count(gate), wait) as admission:
+            yield admission
+
+    async def _count(self, gate: Gate) -> Admission:
+        # the lock is taken (and the peek read) by hold(): nothing here suspends
+        count = await self.incr(gate.rate)
+        if count > gate.limit:
+            return Admission(count)
+        return Admission(count, None, Held(gate.lock, ""), locked=False, peek=gate.peek)
+
+    async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
+        """:meth:`claim`, then the count of :meth:`admit` (the lock is taken by :meth:`hold`)."""
+        if not await self.claim(claim):
+            return None
+        return await self._count(gate)
+
+    @asynccontextmanager
+    async def hold(self, admission: Admission, wait: float) -> AsyncIterator[Admission]:
+        """Take the admission's lock (and read its peek), release it on exit unless kept."""
+        held = admission.held
+        if held is None:  # past the limit: nothing to hold
+            yield admission
             return
-        await self._acquire(lock, wait)
-        admission = Admission(
-            count, None if peek is None else self._live(peek.name), Held(lock, "")
-        )
+        if not admission.locked:
+            await self._acquire(held.lock, wait)
+            admission.locked = True
+            admission.peeked = None if admission.peek is None else self._live(admission.peek.name)
         try:
             yield admission
         finally:
             if not admission.kept:
-                self._release(lock.name)
+                self._release(held.lock.name)
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -249,34 +303,141 @@ if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
 return 1
 """
 
-# KEYS: rate, lock[, peek]. ARGV: rate TTL (s), limit, lock token, lock TTL (ms).
-# Returns {count, 1 when the lock was taken else 0[, peek's value or nil]}; past the limit
-# the lock is not tried and nothing is read.
-_ADMIT = """
-local count = redis.call('incr', KEYS[1])
-redis.call('expire', KEYS[1], ARGV[1], 'NX')
+# The admission: KEYS (from offset o): rate, lock[, peek]. ARGV: rate TTL (s), limit, lock
+# token, lock TTL (ms). Returns {count, 1 when the lock was taken else 0[, peek's value or
+# nil]}; past the limit the lock is not tried and nothing is read.
+_ADMISSION = """
+local count = redis.call('incr', KEYS[o + 1])
+redis.call('expire', KEYS[o + 1], ARGV[1], 'NX')
 if count > tonumber(ARGV[2]) then return {count, 0} end
 local held = 0
-if redis.call('set', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
-if KEYS[3] then return {count, held, redis.call('get', KEYS[3])} end
+if redis.call('set', KEYS[o + 2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
+if KEYS[o + 3] then return {count, held, redis.call('get', KEYS[o + 3])} end
 return {count, held}
 """
+_ADMIT = "local o = 0\n" + _ADMISSION
+# KEYS[1] the claim, then the admission's; ARGV[5] the claim's TTL (s). {0}: claimed before
+# (nothing counted); else the admission's reply (its count is at least 1).
+_CLAIM_ADMIT = (
+    "if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[5]) then return {0} end\n"
+    "local o = 1\n" + _ADMISSION
+)
+
+
+_Call = tuple[AsyncScript, list[str], list[str | int], asyncio.Future[Any]]
+
+
+class _ScriptPipeline:
+    """Script calls go to Redis in pipelines: one in flight, the next carrying every call
+    made meanwhile.
+
+    Concurrent callbacks each make the same two script calls. The first call made while
+    nothing is in flight is sent at the end of its loop tick (with any made in that tick);
+    calls made while a pipeline is in flight wait for it and then go together in the
+    next, so under load many callbacks share one write and one read, on our side and
+    Redis's, and with no load a call waits for nothing. The pipelines are sent by their
+    own task, so a caller that is cancelled never cancels the others' calls; every call is
+    still its own atomic script, run in the order made, and a failing call fails alone. A
+    script Redis does not know (after a restart or SCRIPT FLUSH) is loaded and that call
+    retried (after the rest of its pipeline).
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._queue: list[_Call] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def call(
+        self, script: AsyncScript, keys: list[str], args: list[str | int]
+    ) -> asyncio.Future[Any]:
+        """Queue one script call for the next pipeline; await the returned future."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((script, keys, args, future))
+        sender = self._sender
+        # else the running sender takes it with its next batch (a sender left behind by a
+        # closed loop is replaced)
+        if sender is None or sender.done() or sender.get_loop() is not loop:
+            self._sender = loop.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send(batch)
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            if len(batch) == 1:  # nothing to share: the plain call (it loads the script)
+                script, keys, args, future = batch[0]
+                _settle(future, await _attempt(script(keys=keys, args=args)))
+                return
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in batch:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+            for (script, keys, args, future), result in zip(batch, results, strict=True):
+                if isinstance(result, NoScriptError):
+                    result = await _attempt(script(keys=keys, args=args))
+                _settle(future, result)
+        except BaseException as error:  # the connection failed, or we were cancelled
+            for *_, future in batch:
+                _settle(future, error if isinstance(error, Exception) else CacheError("cancelled"))
+            if not isinstance(error, Exception):
+                for *_, future in self._queue:
+                    _settle(future, CacheError("cancelled"))
+                self._queue = []
+                raise
+
+    async def wait(self) -> None:
+        """Let the pipelines in flight and queued finish (before the pool closes)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+
+async def _attempt(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except Exception as error:  # handed to that call's caller, not to the batch
+        return error
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 class RedisCache:
-    """Redis-backed cache shared by every process of a deployment."""
+    """Redis-backed cache shared by every process of a deployment.
+
+    The two calls of the callback hot path (:meth:`claim_admit`, :meth:`put` with a lock
+    to release) go through one pipeline for concurrent callers (:class:`_ScriptPipeline`).
+    """
 
     shared = True
 
     def __init__(self, url: str) -> None:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._pipeline = _ScriptPipeline(self._redis)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
+        self._claim_admit = self._redis.register_script(_CLAIM_ADMIT)
         self._put_release = self._redis.register_script(_PUT_RELEASE)
 
     def script(self, source: str) -> AsyncScript:
         """Register a Lua script on this connection pool (other shared state, one script)."""
         return self._redis.register_script(source)
+
+    async def run(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        """Run a registered script (:meth:`script`) in the next pipeline of concurrent calls."""
+        return await self._pipeline.call(script, keys, args)
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""
@@ -292,8 +453,8 @@ class RedisCache:
         if release is None:
             await self._redis.set(key.name, value, ex=key.ttl)
             return
-        await self._put_release(
-            keys=[key.name, release.lock.name], args=[value, key.ttl, release.token]
+        await self.run(
+            self._put_release, [key.name, release.lock.name], [value, key.ttl, release.token]
         )
 
     async def delete(self, key: Key) -> None:
@@ -318,32 +479,47 @@ class RedisCache:
         finally:
             await self._unlock(keys=[key.name], args=[token])
 
-    @asynccontextmanager
-    async def admit(
+    def admit(
         self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
-    ) -> AsyncIterator[Admission]:
+    ) -> AbstractAsyncContextManager[Admission]:
         """One script: INCR + EXPIRE NX and, within the limit, SET NX PX and GET ``peek``;
-        then as :meth:`lock`. A lock that was busy is polled, and ``peek`` read again once
-        it is held (its holder may have changed the value). A kept lock is released by
-        :meth:`put` (or expires with its TTL)."""
+        then :meth:`hold`. A kept lock is released by :meth:`put` (or expires with its TTL)."""
+        return self._admitted(Gate(rate, limit, lock, peek), wait)
+
+    @asynccontextmanager
+    async def _admitted(self, gate: Gate, wait: float) -> AsyncIterator[Admission]:
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + wait
-        keys = [rate.name, lock.name] if peek is None else [rate.name, lock.name, peek.name]
-        result = await self._admit(keys=keys, args=[rate.ttl, limit, token, lock.ttl * 1000])
-        count = int(result[0])
-        if count > limit:
-            yield Admission(count)
+        result = await self._admit(keys=_gate_keys(gate), args=_gate_args(gate, token))
+        async with self.hold(_admission(result, gate, token), wait) as admission:
+            yield admission
+
+    async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
+        """One script: SET NX EX of ``claim`` and, when set, :meth:`admit`'s script."""
+        token = uuid.uuid4().hex
+        result = await self._pipeline.call(
+            self._claim_admit,
+            [claim.name, *_gate_keys(gate)],
+            [*_gate_args(gate, token), claim.ttl],
+        )
+        return _admission(result, gate, token) if int(result[0]) else None
+
+    @asynccontextmanager
+    async def hold(self, admission: Admission, wait: float) -> AsyncIterator[Admission]:
+        """A lock the script found busy is polled, and ``peek`` read again once it is held
+        (its holder may have changed the value); released on exit unless kept."""
+        held = admission.held
+        if held is None:  # past the limit: nothing to hold
+            yield admission
             return
-        peeked = None if len(result) < 3 or result[2] is None else str(result[2])
-        if not result[1]:
-            await self._acquire(lock, token, deadline, tried=True)
-            peeked = None if peek is None else await self.get(peek)
-        admission = Admission(count, peeked, Held(lock, token))
+        if not admission.locked:
+            await self._acquire(held.lock, held.token, time.monotonic() + wait, tried=True)
+            admission.locked = True
+            admission.peeked = None if admission.peek is None else await self.get(admission.peek)
         try:
             yield admission
         finally:
             if not admission.kept:
-                await self._unlock(keys=[lock.name], args=[token])
+                await self._unlock(keys=[held.lock.name], args=[held.token])
 
     async def _acquire(self, key: Key, token: str, deadline: float, tried: bool = False) -> None:
         # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the
@@ -364,8 +540,27 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (after the pipelines in flight)."""
+        await self._pipeline.wait()
         await self._redis.aclose()
+
+
+def _gate_keys(gate: Gate) -> list[str]:
+    keys = [gate.rate.name, gate.lock.name]
+    return keys if gate.peek is None else [*keys, gate.peek.name]
+
+
+def _gate_args(gate: Gate, token: str) -> list[str | int]:
+    return [gate.rate.ttl, gate.limit, token, gate.lock.ttl * 1000]
+
+
+def _admission(result: list[Any], gate: Gate, token: str) -> Admission:
+    """An Admission from the admission script's reply ``{count, locked[, peeked]}``."""
+    count = int(result[0])
+    if count > gate.limit:
+        return Admission(count)
+    peeked = None if len(result) < 3 or result[2] is None else str(result[2])
+    return Admission(count, peeked, Held(gate.lock, token), locked=bool(result[1]), peek=gate.peek)
 
 
 def make_cache(url: str) -> Cache:

@@ -204,6 +204,14 @@ async def cache() -> AsyncIterator[Cache]:
     await made.close()
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def any_cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    """Each cache implementation in turn (Redis only on the Redis pass)."""
+    made: Cache = RedisCache(TEST_REDIS) if request.param == "redis" else MemoryCache()
+    yield made
+    await made.close()
+
+
 @pytest.fixture
 def keys() -> KeyBuilder:
     """A key prefix unique to this test, so tests never share Redis keys."""

@@ -12,6 +12,8 @@ from bot.config import Settings
 from bot.devtools.signer import open_reply, sign_oa, sign_wecom
 from bot.wechat.crypto import MessageCrypto
 from bot.wechat.xml import parse_xml
+from storage.cache import Cache, CacheError
+from storage.keys import Key
 
 _msg_ids = itertools.count(10_000_000_000)
 
@@ -72,3 +74,12 @@ def reply_fields(crypto: MessageCrypto | None, body: str) -> dict[str, Any]:
     """The reply's XML fields (decrypting when needed)."""
     plain = open_reply(crypto, body) if crypto is not None else body
     return parse_xml(plain)
+
+
+async def lock_is_free(cache: Cache, lock: Key) -> bool:
+    """True when the lock can be taken at once (it is taken and released again)."""
+    try:
+        async with cache.lock(lock, 0.01):
+            return True
+    except CacheError:
+        return False

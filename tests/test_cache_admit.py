@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +17,7 @@ from storage.cache import Cache, CacheError, MemoryCache, RedisCache
 from storage.keys import Key, KeyBuilder
 from tests.conftest import TEST_REDIS
 from tests.fakes import FakeWall
+from tests.helpers import lock_is_free
 
 
 class Ticks:
@@ -30,25 +30,9 @@ class Ticks:
         return self.now
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def any_cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    """Each cache implementation (Redis only on the Redis pass)."""
-    made: Cache = RedisCache(TEST_REDIS) if request.param == "redis" else MemoryCache()
-    yield made
-    await made.close()
-
-
 def _keys() -> tuple[Key, Key]:
     kb = KeyBuilder(prefix=f"t{uuid.uuid4().hex[:12]}")
     return kb.rate("oa:brand:oA", 1), kb.member_lock("oa:brand:oA")
-
-
-async def _free(cache: Cache, lock: Key) -> bool:
-    try:
-        async with cache.lock(lock, 0.01):
-            return True
-    except CacheError:
-        return False
 
 
 async def test_counts_up_to_the_limit_then_stops_locking(any_cache: Cache) -> None:
@@ -57,10 +41,10 @@ async def test_counts_up_to_the_limit_then_stops_locking(any_cache: Cache) -> No
     for _ in range(3):
         async with any_cache.admit(rate, 3, lock, 1.0) as admission:
             seen.append(admission.count)
-            assert not await _free(any_cache, lock)  # held within the limit
+            assert not await lock_is_free(any_cache, lock)  # held within the limit
     async with any_cache.admit(rate, 3, lock, 1.0) as admission:
         seen.append(admission.count)
-        assert await _free(any_cache, lock)  # past the limit nothing is locked
+        assert await lock_is_free(any_cache, lock)  # past the limit nothing is locked
     assert seen == [1, 2, 3, 4]
     assert await any_cache.incr(rate) == 5  # the same counter incr() sees
 
@@ -109,7 +93,7 @@ async def test_lock_released_after_the_body_even_when_it_raises(any_cache: Cache
     with pytest.raises(ValueError, match="handler failed"):
         async with any_cache.admit(rate, 10, lock, 1.0):
             raise ValueError("handler failed")
-    assert await _free(any_cache, lock)
+    assert await lock_is_free(any_cache, lock)
     async with any_cache.admit(rate, 10, lock, 1.0) as admission:
         assert admission.count == 2
 
@@ -163,13 +147,13 @@ async def test_a_kept_lock_stays_held_until_put_releases_it(any_cache: Cache) ->
     async with any_cache.admit(rate, 10, lock, 1.0) as admission:
         held = admission.keep()
     assert held is not None
-    assert not await _free(any_cache, lock)  # admit left it held
+    assert not await lock_is_free(any_cache, lock)  # admit left it held
     await any_cache.put(reply, "the reply", release=held)
     assert await any_cache.get(reply) == "the reply"
-    assert await _free(any_cache, lock)
+    assert await lock_is_free(any_cache, lock)
     async with any_cache.admit(rate, 1, lock, 1.0) as admission:
         assert admission.keep() is None  # past the limit: nothing to keep
-    assert await _free(any_cache, lock)
+    assert await lock_is_free(any_cache, lock)
 
 
 async def test_put_does_not_release_a_lock_taken_again_by_someone_else(any_cache: Cache) -> None:
@@ -181,7 +165,7 @@ async def test_put_does_not_release_a_lock_taken_again_by_someone_else(any_cache
     async with any_cache.admit(rate, 10, lock, 1.0):  # a new holder
         if isinstance(any_cache, RedisCache):  # a stale token must not free the new holder
             await any_cache.put(Key(lock.name + ":reply", 60), "r", release=held)
-        assert not await _free(any_cache, lock)
+        assert not await lock_is_free(any_cache, lock)
 
 
 async def test_memory_counter_expires_with_the_rate_key_ttl() -> None:

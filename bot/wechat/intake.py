@@ -1,6 +1,7 @@
 """Exactly-once intake: dedupe WeChat's retries, answer within the budget, record.
 
-A callback's dedupe key is claimed once (Redis ``SET NX`` or in-process). The owner runs
+A callback's dedupe key is claimed once (Redis ``SET NX`` or in-process; from a member, in
+the same round trip as the sender gate's rate count, lock and identity read). The owner runs
 the dispatcher in a task and waits for it up to the reply budget; the plaintext reply it
 gives (or ``success`` when late) is cached, so a retry gets the same answer re-encrypted
 with its own nonce and timestamp, and never a second side effect. A retry arriving while
@@ -18,11 +19,12 @@ from typing import Any
 
 from bot.context import Ctx, LateReplyHook, Services, Trace
 from bot.metrics import Metrics
+from bot.middlewares import SenderGateMiddleware
 from bot.replies import NO_REPLY, Reply, render_reply
 from bot.routing import Dispatcher
 from bot.wechat.budget import ReplyBudget
 from bot.wechat.inbound import Inbound
-from storage.cache import Cache, Held
+from storage.cache import Admission, Cache, Gate, Held
 from storage.keys import KeyBuilder
 from storage.repos.inbound import InboundRecord, InboundRecorder
 
@@ -45,6 +47,16 @@ class Deduper:
             return False
         self._inflight[key] = asyncio.get_running_loop().create_future()
         return True
+
+    async def claim_admit(self, key: str, gate: Gate) -> Admission | None:
+        """:meth:`claim` and the sender gate's first step in one cache call (see
+        :meth:`Cache.claim_admit`); None when this delivery is not the first."""
+        if key in self._inflight:
+            return None
+        admission = await self.cache.claim_admit(self.keys.inbound(key), gate)
+        if admission is not None:
+            self._inflight[key] = asyncio.get_running_loop().create_future()
+        return admission
 
     async def finish(self, key: str, reply: str, release: Held | None = None) -> None:
         """Publish the reply given to the first delivery (and release the sender's lock)."""
@@ -99,16 +111,27 @@ class Intake:
         self.late_hook = late_hook
         self.metrics = metrics
         self._background: set[asyncio.Task[Any]] = set()
+        # the chain's sender gate, whose first cache step rides on the dedupe claim
+        self.gate = next(
+            (mw for mw in dispatcher.middlewares if isinstance(mw, SenderGateMiddleware)), None
+        )
 
     async def handle(self, inbound: Inbound) -> str:
         """The plaintext reply for this delivery (XML, or ``success``)."""
         key = inbound.dedupe_key
-        if not await self.deduper.claim(key):
+        gate = self.gate.gate_for(inbound, self.services) if self.gate is not None else None
+        if gate is None:
+            admission = None
+            claimed = await self.deduper.claim(key)
+        else:  # the claim and the sender gate's first step: one round trip
+            admission = await self.deduper.claim_admit(key, gate)
+            claimed = admission is not None
+        if not claimed:
             self.metrics.dedupe_hits.labels(inbound.platform).inc()
             return await self.deduper.reply_for(key, self.budget)
         plain = SUCCESS
         # The sender gate leaves the sender's lock to us: released with the reply below.
-        trace = Trace(hand_lock=True)
+        trace = Trace(hand_lock=True, admission=admission)
         try:
             task = asyncio.create_task(self._process(inbound, trace))
             # Let the task run its first step: most handlers finish without suspending, and
@@ -125,6 +148,9 @@ class Intake:
             # left it to us (the handler finished) has it released with the reply.
             trace.hand_lock = False
             held, trace.held = trace.held, None
+            unused, trace.admission = trace.admission, None
+            if unused is not None and unused.locked:  # the gate never ran: release its lock
+                held = unused.held
             await self.deduper.finish(key, plain, held)
         return plain
 
