@@ -209,7 +209,10 @@ async def _broadcast(db_url: str, fake_url: str, args: Any) -> dict[str, Any]:
         began = time.time()
         reach = await bc.start(int(made.id), actor=ACTOR)
         enqueued = time.time()
-        while (status := await bc.status(int(made.id)))["state"] != "done":
+        while True:  # a serving process's status call turns it done the same way
+            status = await bc.status(int(made.id))
+            if status["state"] == "done":
+                break
             await asyncio.sleep(0.1)
         ended = time.time()
         return {

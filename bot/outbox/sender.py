@@ -29,7 +29,7 @@ from bot.clients.registry import Clients
 from bot.clock import BusinessClock
 from bot.config_outbound import OutboundSettings
 from bot.outbox.batching import RowWrites
-from bot.outbox.channels import UnknownChannel, app_id, channel_of, deliver
+from bot.outbox.channels import CHANNELS, Channel, UnknownChannel, app_id, channel_of, deliver
 from bot.outbox.oa_mass import CHANNEL as OA_MASS
 from bot.outbox.oa_mass import MassSender
 from bot.outbox.policy import SENT, Outcome, classify
@@ -49,6 +49,8 @@ __all__ = ["LEASE", "Sender", "UnknownChannel"]
 
 
 QUIET_CHANNELS = frozenset({"oa_cs", OA_MASS})
+# One call per row: sent in windows (Sender._send_windows); the others carry many rows.
+WINDOWED = frozenset(CHANNELS) - TASK_CHANNELS - {OA_MASS}
 
 
 class Sender:
@@ -132,19 +134,88 @@ class Sender:
                 return
 
     async def _send_all(self, rows: list[OutboxMessage]) -> None:
-        queue = deque(rows)
+        slots = asyncio.Semaphore(self.settings.concurrency)  # rows sending, not settled
+        windowed = [r for r in rows if r.channel in WINDOWED]
+        queue = deque(r for r in rows if r.channel not in WINDOWED)
 
         async def work() -> None:
             while queue:
                 row = queue.popleft()
                 try:
-                    await self.send_one(row)
+                    async with slots:
+                        await self.send_one(row)
                 except Exception:  # one row's storage error must not stop its batch
                     log.exception("outbox row not settled", extra={"outbox_id": row.id})
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.settings.concurrency, len(queue))):
                 group.create_task(work())
+            if windowed:
+                group.create_task(self._send_windows(windowed, slots, group))
+
+    async def _send_windows(
+        self, rows: list[OutboxMessage], slots: asyncio.Semaphore, group: asyncio.TaskGroup
+    ) -> None:
+        """Per-recipient rows in windows: each row takes a slot and its token, then the
+        window turns ``sending`` in one statement (committed) and its calls go out side by
+        side. Rows sending and not yet settled never outnumber the slots (the concurrency),
+        so a sender killed at any point leaves at most that many ``unknown``."""
+        size = max(1, self.settings.concurrency // 4)
+        window: list[tuple[OutboxMessage, Channel]] = []
+        for row in rows:
+            if await self._held_by_quiet_hours(row):
+                continue
+            channel = CHANNELS[row.channel]
+            await slots.acquire()
+            try:
+                await self.limiter.acquire(
+                    channel.platform, app_id(self.clients, row, channel), channel.api
+                )
+            except BaseException:
+                slots.release()
+                raise
+            window.append((row, channel))
+            if len(window) >= size or slots.locked():
+                await self._start_window(window, slots, group)
+                window = []
+        if window:
+            await self._start_window(window, slots, group)
+
+    async def _start_window(
+        self,
+        window: list[tuple[OutboxMessage, Channel]],
+        slots: asyncio.Semaphore,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        try:
+            won = await self.writes.start_all([row.id for row, _ in window])
+        except Exception:  # not known to be sending: never called (a lapsed lease: unknown)
+            log.exception("outbox window not started", extra={"count": len(window)})
+            won = set()
+        calls = [(row, channel) for row, channel in window if row.id in won]
+        for _ in range(len(window) - len(calls)):
+            slots.release()  # rows another sender took over (or not started): not called
+        if calls:
+            group.create_task(self._call_window(calls, slots))
+
+    async def _call_window(
+        self, calls: list[tuple[OutboxMessage, Channel]], slots: asyncio.Semaphore
+    ) -> None:
+        """The window's calls side by side, then their settles together (one statement per
+        outcome); the window's slots are free again once it is settled."""
+        try:
+            outcomes = await asyncio.gather(*(self._outcome(r, c) for r, c in calls))
+            settled = await asyncio.gather(
+                *(self._record(row, o) for (row, _), o in zip(calls, outcomes, strict=True)),
+                return_exceptions=True,
+            )
+            for (row, _), result in zip(calls, settled, strict=True):
+                if isinstance(result, Exception):
+                    extra = {"outbox_id": row.id}
+                    log.error("outbox row not settled", exc_info=result, extra=extra)
+        finally:
+            for _ in calls:
+                slots.release()
 
     async def send_one(self, row: OutboxMessage) -> None:
         """Send one claimed row (a WeCom customer row: its whole task) and record the outcome."""
@@ -165,19 +236,19 @@ class Sender:
         await self.limiter.acquire(
             channel.platform, app_id(self.clients, row, channel), channel.api
         )
-        if not await self.writes.start(row.id):
-            return
+        if await self.writes.start(row.id):
+            await self._record(row, await self._outcome(row, channel))
+
+    async def _outcome(self, row: OutboxMessage, channel: Channel) -> Outcome:
+        """Make the row's one call (the row is ``sending``, committed); how it ended."""
         try:
             with single_attempt():
                 await deliver(self.clients, row)
-            outcome = SENT
+            return SENT
         except Exception as exc:
             now = self.clock.now()
             attempts = row.attempts + 1
-            outcome = classify(
-                exc, channel.platform, now, self.settings, channel.idempotent, attempts
-            )
-        await self._record(row, outcome)
+            return classify(exc, channel.platform, now, self.settings, channel.idempotent, attempts)
 
     async def _held_by_quiet_hours(self, row: OutboxMessage) -> bool:
         """Marketing to members over OA waits out the quiet hours, however late its row got
