@@ -156,29 +156,40 @@ class Sender:
     async def _send_windows(
         self, rows: list[OutboxMessage], slots: asyncio.Semaphore, group: asyncio.TaskGroup
     ) -> None:
-        """Per-recipient rows in windows: each row takes a slot and its token, then the
-        window turns ``sending`` in one statement (committed) and its calls go out side by
-        side. Rows sending and not yet settled never outnumber the slots (the concurrency),
-        so a sender killed at any point leaves at most that many ``unknown``."""
+        """Per-recipient rows in windows of one bucket: the window takes a slot per row and
+        its tokens in one reservation, turns ``sending`` in one statement (committed), and
+        its calls go out side by side. Rows sending and not yet settled never outnumber the
+        slots (the concurrency), so a sender killed at any point leaves at most that many
+        ``unknown``."""
         size = max(1, self.settings.concurrency // 4)
-        window: list[tuple[OutboxMessage, Channel]] = []
-        for row in rows:
-            if await self._held_by_quiet_hours(row):
+        todo = deque(rows)
+        while todo:
+            window: list[tuple[OutboxMessage, Channel]] = []
+            bucket: tuple[str, str, str] | None = None
+            while todo and len(window) < size:
+                row = todo[0]
+                channel = CHANNELS[row.channel]
+                key = (channel.platform, app_id(self.clients, row, channel), channel.api)
+                if bucket is not None and key != bucket:
+                    break  # the next window starts with this row
+                todo.popleft()
+                if await self._held_by_quiet_hours(row):
+                    continue
+                if window and slots.locked():
+                    todo.appendleft(row)  # no slot free: send what the window holds
+                    break
+                await slots.acquire()
+                window.append((row, channel))
+                bucket = key
+            if not window:
                 continue
-            channel = CHANNELS[row.channel]
-            await slots.acquire()
+            assert bucket is not None
             try:
-                await self.limiter.acquire(
-                    channel.platform, app_id(self.clients, row, channel), channel.api
-                )
+                await self.limiter.acquire_many(*bucket, len(window))
             except BaseException:
-                slots.release()
+                for _ in window:
+                    slots.release()
                 raise
-            window.append((row, channel))
-            if len(window) >= size or slots.locked():
-                await self._start_window(window, slots, group)
-                window = []
-        if window:
             await self._start_window(window, slots, group)
 
     async def _start_window(
