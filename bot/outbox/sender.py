@@ -124,7 +124,7 @@ class Sender:
         rows = await outbox.claim(self.worker, now, LEASE, self.batch)
         if rows:
             await self._send_all(_one_per_task(rows))
-            await outbox.release_claims(self.worker)
+            await outbox.release_claims(self.worker, [row.id for row in rows])
         return len(rows)
 
     async def drain(self, max_passes: int = 100) -> None:

@@ -234,11 +234,16 @@ async def mark_abandoned(now: datetime) -> int:
     )
 
 
-async def release_claims(worker: str) -> int:
-    """This worker's claimed rows still ``pending`` go back to the pool at once."""
-    return await OutboxMessage.filter(claimed_by=worker, status="pending").update(
-        claimed_by="", lease_until=None
-    )
+async def release_claims(worker: str, ids: Sequence[int] | None = None) -> int:
+    """This worker's claimed rows still ``pending`` go back to the pool at once.
+
+    ``ids``: only among these (the batch just sent: found by primary key, where the
+    worker alone would be found among every pending row of a backlog).
+    """
+    rows = OutboxMessage.filter(claimed_by=worker, status="pending")
+    if ids is not None:
+        rows = rows.filter(id__in=list(ids))
+    return await rows.update(claimed_by="", lease_until=None)
 
 
 async def release_group(group_key: str) -> int:
