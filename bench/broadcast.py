@@ -1,15 +1,20 @@
-"""Broadcast delivery: N customer-service rows drained against a platform limited to R/s.
+"""Broadcast delivery: a saved segment's N members, broadcast over customer service at R/s.
 
 What is measured: ``--members`` members (set-based inserts), each a follower whose
-customer-service window is open, and one ``oa_cs`` outbox row each (one ``INSERT …
-SELECT``); the fake platform, in its own process, answers 45011 above ``--rate``
-requests a second (``/_control/rate_limit``); ``--workers`` sender processes (one on
-SQLite; several share the table on PostgreSQL, their token buckets in Redis) drain the
-rows. Printed: completion time against the ideal N/R, the 45011 answers seen, and each
-sender's peak memory (ru_maxrss).
+customer-service window is open, and a saved segment (everyone following the account);
+the fake platform, in its own process, answers 45011 above ``--rate`` requests a second
+(``/_control/rate_limit``). ``--workers`` sender processes (one on SQLite; several share
+the table on PostgreSQL, their token buckets in Redis) start first and poll; then the
+real broadcast path runs: ``BroadcastService.create`` (a marketing ``broadcast_promo``
+broadcast on ``oa_cs``) and ``start`` (reach, set-based enqueue page by page, the rows
+``pending`` at once, so the senders drain while the enqueue goes on) until the broadcast
+is ``done`` (every row final). Printed: start to done against the ideal N/R, the enqueue
+time, the 45011 answers seen, each sender's peak memory (ru_maxrss) and its CPU seconds
+per 1,000 rows (from the moment it was ready: imports and start-up excluded).
 
 Stacks: a new SQLite file (default), or ``--db postgres://…/NAME`` (``NAME`` must contain
-``bench``: it is dropped and created) with ``--redis`` for the shared buckets.
+``bench``: it is dropped and created) with ``--redis redis://…/N`` (``N`` ≠ 0: flushed)
+for the shared buckets.
 
 Run: ``.venv/bin/python bench/broadcast.py --members 10000``
 """
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,45 +40,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiohttp import web
 
 from bench.outbound import _free_port
-from bench.sop import _PG_FILL, _SQLITE_FILL, recreate_pg
+from bench.sop import _PG_FILL, _SQLITE_FILL
+from bench.stacks import Stack, StackError
 from bot.app import Overrides, build_services
 from bot.config import Settings, settings_from_dict
 from bot.devtools.fake import FakePlatform, create_fake_app
 from bot.outbox.sender import Sender
+from bot.services.broadcasts import BroadcastService, Rules
 from storage import db
 
 APPID = "wxbenchbroadcast"
 API = "cgi-bin/message/custom/send"
-AT = "2026-01-01 04:00:00+00:00"  # due (and windows open) long before now
+ACTOR = "bench"
+RULE = {"all": [{"field": "followed", "is": True, "account": "bench"}]}
+PROMO = {"variables": {"headline": "双十一", "body": "全场 8 折"}}
 FILLS = {
     "postgres": {
         "member": _PG_FILL,
         "identity": """
 INSERT INTO identity (kind, app, value, member_id, followed, last_message_at,
     cs_sent_since_message, cs_sent_since_event, created_at)
-SELECT 'oa_openid', '{appid}', 'oBc' || id, id, TRUE, TIMESTAMPTZ '{at}', 0, 0,
+SELECT 'oa_openid', '{appid}', 'oBc' || id, id, TRUE, TIMESTAMPTZ '{wrote}', 0, 0,
     TIMESTAMPTZ '{at}' FROM member""",
-        "outbox": """
-INSERT INTO outbox_message (idempotency_key, channel, account, recipient, member_id, source,
-    kind, group_key, staff_userid, external_ref, payload, status, reason, attempts, due_at,
-    claimed_by, created_at)
-SELECT 'bc:1:' || member_id, 'oa_cs', 'bench', value, member_id, 'broadcast', 'marketing',
-    'bc:1', '', '', '{"text": "双十一"}', 'pending', '', 0, TIMESTAMPTZ '%s', '', NOW()
-FROM identity WHERE kind = 'oa_openid'""",
     },
     "sqlite": {
         "member": _SQLITE_FILL,
         "identity": """
 INSERT INTO identity (kind, app, value, member_id, followed, last_message_at,
     cs_sent_since_message, cs_sent_since_event, created_at)
-SELECT 'oa_openid', '{appid}', 'oBc' || id, id, 1, '{at}', 0, 0, '{at}' FROM member""",
-        "outbox": """
-INSERT INTO outbox_message (idempotency_key, channel, account, recipient, member_id, source,
-    kind, group_key, staff_userid, external_ref, payload, status, reason, attempts, due_at,
-    claimed_by, created_at)
-SELECT 'bc:1:' || member_id, 'oa_cs', 'bench', value, member_id, 'broadcast', 'marketing',
-    'bc:1', '', '', '{"text": "双十一"}', 'pending', '', 0, '%s', '', '%s'
-FROM identity WHERE kind = 'oa_openid'""",
+SELECT 'oa_openid', '{appid}', 'oBc' || id, id, 1, '{wrote}', 0, 0, '{at}' FROM member""",
     },
 }
 
@@ -93,6 +89,7 @@ def _settings(db_url: str, redis_url: str, fake_url: str, args: argparse.Namespa
         "redis": {"url": redis_url},
         "api": {"oa_base_url": f"{fake_url}/oa", "wecom_base_url": f"{fake_url}/wecom"},
         "log": {"level": "WARNING"},
+        "sop": {"quiet_hours": ""},
         "outbound": {
             "concurrency": args.concurrency,
             "batch": args.batch,
@@ -131,91 +128,129 @@ def _control(fake_url: str, name: str, body: dict[str, Any] | None = None) -> An
 
 
 async def _fill(db_url: str, members: int) -> float:
+    """Members, identities whose window opened an hour ago, the segment; seconds taken."""
     from tortoise import connections
+
+    from storage.repos import segments
 
     await db.migrate(db_url)
     await db.open_db(db_url)
     try:
         conn = connections.get("default")
         fills = FILLS["postgres" if conn.capabilities.dialect == "postgres" else "sqlite"]
+        now = datetime.now().astimezone()
+        at, wrote = (now - timedelta(days=30)).isoformat(), (now - timedelta(hours=1)).isoformat()
         started = time.perf_counter()
-        await conn.execute_script(fills["member"].format(n=members, active=AT, idle=AT, joined=AT))
-        await conn.execute_script(fills["identity"].format(appid=APPID, at=AT))
-        await conn.execute_script(fills["outbox"].replace("%s", AT))
+        await conn.execute_script(fills["member"].format(n=members, active=at, idle=at, joined=at))
+        await conn.execute_script("UPDATE member SET marketing_opt_out = FALSE")
+        await conn.execute_script(fills["identity"].format(appid=APPID, at=at, wrote=wrote))
         await conn.execute_script("ANALYZE")
+        await segments.save("bench", RULE, description="bench", actor=ACTOR, now=now)
         return time.perf_counter() - started
     finally:
         await db.close_db()
 
 
-async def _count_open(db_url: str) -> int:
-    from tortoise import connections
-
-    await db.open_db(db_url)
-    try:
-        conn = connections.get("default")
-        _, rows = await conn.execute_query(
-            "SELECT COUNT(*) FROM outbox_message WHERE status IN ('pending', 'sending')"
-        )
-        return int(next(iter(dict(rows[0]).values())))
-    finally:
-        await db.close_db()
+def _sender(db_url: str, redis_url: str, fake_url: str, args: Any, ready: Any, out: Any) -> None:
+    """One sender process: send until the broadcast is done; peak memory, CPU, rows."""
+    out.put(asyncio.run(_drain(db_url, redis_url, fake_url, args, ready)))
 
 
-def _sender(db_url: str, redis_url: str, fake_url: str, args: Any, out: Any) -> None:
-    """One sender process: drain until nothing is pending; report peak memory and CPU."""
-    began, ended = asyncio.run(_drain(db_url, redis_url, fake_url, args))
+def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = usage.ru_utime + usage.ru_stime
-    out.put({"maxrss_mb": usage.ru_maxrss / 1024, "cpu": cpu, "began": began, "ended": ended})
+    return usage.ru_utime + usage.ru_stime
 
 
-async def _drain(db_url: str, redis_url: str, fake_url: str, args: Any) -> tuple[float, float]:
-    """Send until no row is pending; (wall time of the first claim, of the end)."""
-    from storage.models import OutboxMessage
+async def _drain(
+    db_url: str, redis_url: str, fake_url: str, args: Any, ready: Any
+) -> dict[str, float]:
+    """Poll like a serving process's sender until a broadcast is done (or cancelled)."""
+    from storage.models import Broadcast
 
     await db.open_db(db_url)
     services = build_services(_settings(db_url, redis_url, fake_url, args), Overrides())
     await services.clients.start()
     try:
         sender = Sender.for_services(services)
-        began = time.time()
-        while await OutboxMessage.filter(status="pending").exists():
-            if not await sender.run_once():
+        cpu, handled = _cpu(), 0
+        ready.put(True)
+        while not await Broadcast.filter(state__in=("done", "cancelled")).exists():
+            sent = await sender.run_once()
+            handled += sent
+            if not sent:
                 await asyncio.sleep(0.05)  # rows sent back by 45011 are due in 1 s
-        return began, time.time()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"maxrss_mb": usage.ru_maxrss / 1024, "cpu": _cpu() - cpu, "handled": handled}
     finally:
         await services.clients.close()
         await services.cache.close()
         await db.close_db()
 
 
+async def _broadcast(db_url: str, fake_url: str, args: Any) -> dict[str, Any]:
+    """Create and start the broadcast (the enqueue), then wait until it is done."""
+    from storage.repos import segments
+
+    await db.open_db(db_url)
+    services = build_services(_settings(db_url, "", fake_url, args), Overrides())
+    try:
+        bc = BroadcastService.for_services(services, rules=Rules(batch=args.enqueue_batch))
+        segment = await segments.get("bench")
+        assert segment is not None
+        made = await bc.create(
+            "双十一",
+            "oa_cs",
+            actor=ACTOR,
+            template="broadcast_promo",
+            content=PROMO,
+            account="bench",
+            segment_id=int(segment.id),
+        )
+        began = time.time()
+        reach = await bc.start(int(made.id), actor=ACTOR)
+        enqueued = time.time()
+        while True:  # a serving process's status call turns it done the same way
+            status = await bc.status(int(made.id))
+            if status["state"] == "done":
+                break
+            await asyncio.sleep(0.1)
+        ended = time.time()
+        return {
+            "began": began,
+            "enqueue": enqueued - began,
+            "elapsed": ended - began,
+            "reached": reach.reached,
+            "rows": status["rows"],
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    finally:
+        await services.cache.close()
+        await db.close_db()
+
+
 def _run(args: argparse.Namespace, db_url: str, fake_url: str) -> dict[str, Any]:
-    if not db.is_sqlite(db_url):
-        asyncio.run(recreate_pg(db_url))
+    stack = Stack(args.db, args.redis)
+    stack.reset()
     filled = asyncio.run(_fill(db_url, args.members))
     _control(fake_url, "rate_limit", {"platform": "oa", "api": API, "per_second": args.rate})
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    started = time.perf_counter()
+    ready, out = ctx.Queue(), ctx.Queue()
     procs = [
-        ctx.Process(target=_sender, args=(db_url, args.redis, fake_url, args, out))
+        ctx.Process(target=_sender, args=(db_url, args.redis, fake_url, args, ready, out))
         for _ in range(args.workers)
     ]
     for proc in procs:
         proc.start()
-    reports = [out.get() for _ in procs]
-    total = time.perf_counter() - started
-    elapsed = max(r["ended"] for r in reports) - min(r["began"] for r in reports)
+    for _ in procs:
+        ready.get(timeout=120)
+    figures = asyncio.run(_broadcast(db_url, fake_url, args))
+    reports = [out.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(30)
-    left = asyncio.run(_count_open(db_url))
     calls = _control(fake_url, f"calls?platform=oa&api={API}")["calls"]
     return {
+        **figures,
         "filled": filled,
-        "elapsed": elapsed,
-        "total": total,
-        "left": left,
         "accepted": sum(1 for c in calls if c["errcode"] == 0),
         "rate_limited": sum(1 for c in calls if c["errcode"] == 45011),
         "reports": reports,
@@ -223,18 +258,21 @@ def _run(args: argparse.Namespace, db_url: str, fake_url: str) -> dict[str, Any]
 
 
 def main() -> None:
-    """Parse the flags, start the fake, fill, drain, print the figures."""
+    """Parse the flags, start the fake, fill, broadcast, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=1000, help="rows per sender claim")
+    parser.add_argument("--enqueue-batch", type=int, default=500, help="members per page")
     parser.add_argument("--db", default="")
     parser.add_argument("--redis", default="")
     args = parser.parse_args()
-    if args.db and "bench" not in args.db.rsplit("/", 1)[-1]:
-        parser.error("--db must name a database with 'bench' in its name (it is recreated)")
+    try:
+        Stack(args.db, args.redis).check()
+    except StackError as exc:
+        parser.error(str(exc))
     if args.workers > 1 and not args.db:
         parser.error("several --workers need PostgreSQL (--db) and Redis (--redis)")
     port = _free_port()
@@ -256,17 +294,25 @@ def main() -> None:
 def _print(args: argparse.Namespace, db_url: str, f: dict[str, Any]) -> None:
     ideal = args.members / args.rate
     stack = "sqlite" if db.is_sqlite(db_url) else "postgres" + ("+redis" if args.redis else "")
+    with open("/proc/loadavg") as load:
+        loadavg = " ".join(load.read().split()[:3])
     print(
         f"members={args.members} rate={args.rate:.0f}/s workers={args.workers} "
-        f"concurrency={args.concurrency} db={stack} (filled in {f['filled']:.1f} s)"
+        f"concurrency={args.concurrency} db={stack} (filled in {f['filled']:.1f} s); "
+        f"load average {loadavg}"
     )
     print(
-        f"drained in {f['elapsed']:.1f} s vs N/R = {ideal:.1f} s: ratio "
-        f"{f['elapsed'] / ideal:.3f}; accepted {f['accepted']}, 45011 answers "
-        f"{f['rate_limited']}, rows left {f['left']} (with process start-up {f['total']:.1f} s)"
+        f"start to done {f['elapsed']:.1f} s vs N/R = {ideal:.1f} s: ratio "
+        f"{f['elapsed'] / ideal:.3f}; enqueue {f['enqueue']:.1f} s "
+        f"(reached {f['reached']}, peak memory {f['maxrss_mb']:.0f} MB)"
     )
-    for i, report in enumerate(f["reports"]):
-        print(f"sender {i}: peak memory {report['maxrss_mb']:.0f} MB, CPU {report['cpu']:.1f} s")
+    print(f"rows {f['rows']}; accepted {f['accepted']}, 45011 answers {f['rate_limited']}")
+    for i, r in enumerate(f["reports"]):
+        per = r["cpu"] / r["handled"] * 1000 if r["handled"] else 0.0
+        print(
+            f"sender {i}: peak memory {r['maxrss_mb']:.0f} MB, CPU {r['cpu']:.1f} s "
+            f"for {r['handled']:.0f} rows ({per:.2f} s per 1,000)"
+        )
 
 
 if __name__ == "__main__":

@@ -165,6 +165,14 @@ class KillingLimiter(MemoryBuckets):
             await asyncio.sleep(0)
         return await super().acquire(platform, app_id, api)
 
+    async def acquire_many(self, platform: str, app_id: str, api: str, count: int) -> float:
+        """Cancel the sender if the n-th token is among these ``count``, else take them."""
+        self.n -= count
+        if self.n <= 0 < self.n + count and self.task is not None:
+            self.task.cancel()
+            await asyncio.sleep(0)
+        return await super().acquire_many(platform, app_id, api, count)
+
 
 async def _kill_once(services: Services, fake: FakeServer, rng: random.Random) -> int:
     """Run a sender and kill it at a random point; returns the rows it left ``sending``."""

@@ -76,3 +76,28 @@ async def test_redis_buckets_are_one_bucket_for_every_process() -> None:
         assert await second.acquire("oa", "wxapp", API) == 0
     finally:
         await cache.close()
+
+
+async def _window_then_pace(buckets: MemoryBuckets | RedisBuckets, clock: Clock) -> None:
+    # a window of 3 from the full bucket goes at once; the next window of 3 owes 2 tokens
+    # and waits for the last of them; a single call after it owes a third
+    assert await buckets.acquire_many("oa", "wxapp", API, 3) == 0
+    assert round(await buckets.acquire_many("oa", "wxapp", API, 3), 3) == 0.5
+    assert round(await buckets.acquire("oa", "wxapp", API), 3) == 0.25
+    assert clock.slept == [0.5, 0.25]  # the pace of one reservation per token: 4 a second
+
+
+async def test_memory_buckets_reserve_a_window_in_one_go_at_the_same_pace() -> None:
+    clock = Clock()
+    await _window_then_pace(MemoryBuckets(SETTINGS, clock, clock.sleep), clock)
+
+
+@pytest.mark.redis
+async def test_redis_buckets_reserve_a_window_in_one_script_call() -> None:
+    cache = RedisCache(TEST_REDIS)
+    keys = KeyBuilder(prefix="t-window-" + str(id(cache)))
+    clock = Clock()
+    try:
+        await _window_then_pace(RedisBuckets(cache, keys, SETTINGS, clock, clock.sleep), clock)
+    finally:
+        await cache.close()

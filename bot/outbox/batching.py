@@ -39,6 +39,11 @@ class RowWrites:
         """pending → sending (committed); False if this worker no longer owns the row."""
         return await self._starts.submit(row_id)
 
+    async def start_all(self, row_ids: list[int]) -> set[int]:
+        """A window of rows pending → sending in one statement (committed); the ids this
+        worker still owned (the caller calls those only)."""
+        return await outbox.start_many(row_ids, self.worker, self.now(), self.lease)
+
     async def settle(
         self, row_id: int, status: str, reason: str = "", sent_at: datetime | None = None
     ) -> None:

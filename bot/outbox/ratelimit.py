@@ -1,6 +1,7 @@
 """Global token buckets per (platform, app id, API): the outbound engine's pace.
 
-Each call reserves one token; when the bucket is empty the reservation still succeeds
+Each call reserves one token (a window of calls: its tokens in one reservation,
+``acquire_many``); when the bucket is empty the reservation still succeeds
 and says how long to wait (the token is the caller's after that wait), so one round trip
 per call and no polling. With Redis one Lua script keeps the bucket, atomically, for
 every process of a deployment; without Redis the bucket lives in this process (the
@@ -56,6 +57,9 @@ class RateLimiter(Protocol):
     async def acquire(self, platform: str, app_id: str, api: str) -> float:
         """Wait for this call's token; returns the seconds waited."""
 
+    async def acquire_many(self, platform: str, app_id: str, api: str, count: int) -> float:
+        """Wait until the last of ``count`` tokens is due (one reservation); seconds waited."""
+
 
 def reserve(
     tokens: float, at: float, now: float, rate: float, burst: float
@@ -81,9 +85,23 @@ class _Buckets(ABC):
             await self.sleep(wait)
         return wait
 
+    async def acquire_many(self, platform: str, app_id: str, api: str, count: int) -> float:
+        """Reserve ``count`` tokens at once and wait until the last of them is due."""
+        rate = self.settings.rate(platform, api)
+        wait = await self._reserve_count((platform, app_id, api), rate, max(1.0, rate), count)
+        if wait > 0:
+            await self.sleep(wait)
+        return wait
+
     @abstractmethod
     async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:
         """Take one token; the seconds until it is due (0: now)."""
+
+    @abstractmethod
+    async def _reserve_count(
+        self, name: tuple[str, str, str], rate: float, burst: float, count: int
+    ) -> float:
+        """Take ``count`` tokens; the seconds until the last of them is due."""
 
 
 class MemoryBuckets(_Buckets):
@@ -100,6 +118,14 @@ class MemoryBuckets(_Buckets):
         tokens, at = self._state.get(name, (burst, now))
         tokens, at, wait = reserve(tokens, at, now, rate, burst)
         self._state[name] = (tokens, at)
+        return wait
+
+    async def _reserve_count(
+        self, name: tuple[str, str, str], rate: float, burst: float, count: int
+    ) -> float:
+        wait = 0.0
+        for _ in range(count):
+            wait = await self._reserve(name, rate, burst)
         return wait
 
 
@@ -134,6 +160,11 @@ class RedisBuckets(_Buckets):
 
             shared = self._shared[name] = Coalescer(reserve_many)
         return await shared.submit((rate, burst))
+
+    async def _reserve_count(
+        self, name: tuple[str, str, str], rate: float, burst: float, count: int
+    ) -> float:
+        return max(await self._reserve_many(name, [(rate, burst)] * count))
 
     async def _reserve_many(
         self, name: tuple[str, str, str], items: list[tuple[float, float]]

@@ -1,10 +1,11 @@
 """The outbound sender: claims due OutboxMessage rows and sends each at most once.
 
 A pass claims a batch (with a lease) and sends it with up to ``[outbound] concurrency``
-calls in flight. Each row first takes a token from its API's global bucket, then turns
-``sending`` (committed) just before its own call; the rows in flight share these writes
-(one statement turns the rows that are about to be called ``sending``, one settles the
-rows whose calls have returned: :mod:`bot.outbox.batching`); calls are made with the client's
+calls in flight. Rows of one call each go in windows (:meth:`Sender._send_windows`): a
+window of rows of one bucket takes its tokens in one reservation, turns ``sending`` in one
+statement (committed) just before its calls go out side by side, and its settles share
+one statement per outcome (:mod:`bot.outbox.batching`); the rows sending and not yet
+settled never outnumber the concurrency. Calls are made with the client's
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
@@ -29,7 +30,7 @@ from bot.clients.registry import Clients
 from bot.clock import BusinessClock
 from bot.config_outbound import OutboundSettings
 from bot.outbox.batching import RowWrites
-from bot.outbox.channels import UnknownChannel, app_id, channel_of, deliver
+from bot.outbox.channels import CHANNELS, Channel, UnknownChannel, app_id, channel_of, deliver
 from bot.outbox.oa_mass import CHANNEL as OA_MASS
 from bot.outbox.oa_mass import MassSender
 from bot.outbox.policy import SENT, Outcome, classify
@@ -49,6 +50,8 @@ __all__ = ["LEASE", "Sender", "UnknownChannel"]
 
 
 QUIET_CHANNELS = frozenset({"oa_cs", OA_MASS})
+# One call per row: sent in windows (Sender._send_windows); the others carry many rows.
+WINDOWED = frozenset(CHANNELS) - TASK_CHANNELS - {OA_MASS}
 
 
 class Sender:
@@ -122,7 +125,7 @@ class Sender:
         rows = await outbox.claim(self.worker, now, LEASE, self.batch)
         if rows:
             await self._send_all(_one_per_task(rows))
-            await outbox.release_claims(self.worker)
+            await outbox.release_claims(self.worker, [row.id for row in rows])
         return len(rows)
 
     async def drain(self, max_passes: int = 100) -> None:
@@ -132,19 +135,99 @@ class Sender:
                 return
 
     async def _send_all(self, rows: list[OutboxMessage]) -> None:
-        queue = deque(rows)
+        slots = asyncio.Semaphore(self.settings.concurrency)  # rows sending, not settled
+        windowed = [r for r in rows if r.channel in WINDOWED]
+        queue = deque(r for r in rows if r.channel not in WINDOWED)
 
         async def work() -> None:
             while queue:
                 row = queue.popleft()
                 try:
-                    await self.send_one(row)
+                    async with slots:
+                        await self.send_one(row)
                 except Exception:  # one row's storage error must not stop its batch
                     log.exception("outbox row not settled", extra={"outbox_id": row.id})
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self.settings.concurrency, len(queue))):
                 group.create_task(work())
+            if windowed:
+                group.create_task(self._send_windows(windowed, slots, group))
+
+    async def _send_windows(
+        self, rows: list[OutboxMessage], slots: asyncio.Semaphore, group: asyncio.TaskGroup
+    ) -> None:
+        """Per-recipient rows in windows of one bucket: the window takes a slot per row and
+        its tokens in one reservation, turns ``sending`` in one statement (committed), and
+        its calls go out side by side. Rows sending and not yet settled never outnumber the
+        slots (the concurrency), so a sender killed at any point leaves at most that many
+        ``unknown``."""
+        size = max(1, self.settings.concurrency // 4)
+        todo = deque(rows)
+        while todo:
+            window: list[tuple[OutboxMessage, Channel]] = []
+            bucket: tuple[str, str, str] | None = None
+            while todo and len(window) < size:
+                row = todo[0]
+                channel = CHANNELS[row.channel]
+                key = (channel.platform, app_id(self.clients, row, channel), channel.api)
+                if bucket is not None and key != bucket:
+                    break  # the next window starts with this row
+                todo.popleft()
+                if await self._held_by_quiet_hours(row):
+                    continue
+                if window and slots.locked():
+                    todo.appendleft(row)  # no slot free: send what the window holds
+                    break
+                await slots.acquire()
+                window.append((row, channel))
+                bucket = key
+            if not window:
+                continue
+            assert bucket is not None
+            try:
+                await self.limiter.acquire_many(*bucket, len(window))
+            except BaseException:
+                for _ in window:
+                    slots.release()
+                raise
+            await self._start_window(window, slots, group)
+
+    async def _start_window(
+        self,
+        window: list[tuple[OutboxMessage, Channel]],
+        slots: asyncio.Semaphore,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        try:
+            won = await self.writes.start_all([row.id for row, _ in window])
+        except Exception:  # not known to be sending: never called (a lapsed lease: unknown)
+            log.exception("outbox window not started", extra={"count": len(window)})
+            won = set()
+        calls = [(row, channel) for row, channel in window if row.id in won]
+        for _ in range(len(window) - len(calls)):
+            slots.release()  # rows another sender took over (or not started): not called
+        if calls:
+            group.create_task(self._call_window(calls, slots))
+
+    async def _call_window(
+        self, calls: list[tuple[OutboxMessage, Channel]], slots: asyncio.Semaphore
+    ) -> None:
+        """The window's calls side by side, then their settles together (one statement per
+        outcome); the window's slots are free again once it is settled."""
+        try:
+            outcomes = await asyncio.gather(*(self._outcome(r, c) for r, c in calls))
+            settled = await asyncio.gather(
+                *(self._record(row, o) for (row, _), o in zip(calls, outcomes, strict=True)),
+                return_exceptions=True,
+            )
+            for (row, _), result in zip(calls, settled, strict=True):
+                if isinstance(result, Exception):
+                    extra = {"outbox_id": row.id}
+                    log.error("outbox row not settled", exc_info=result, extra=extra)
+        finally:
+            for _ in calls:
+                slots.release()
 
     async def send_one(self, row: OutboxMessage) -> None:
         """Send one claimed row (a WeCom customer row: its whole task) and record the outcome."""
@@ -165,19 +248,19 @@ class Sender:
         await self.limiter.acquire(
             channel.platform, app_id(self.clients, row, channel), channel.api
         )
-        if not await self.writes.start(row.id):
-            return
+        if await self.writes.start(row.id):
+            await self._record(row, await self._outcome(row, channel))
+
+    async def _outcome(self, row: OutboxMessage, channel: Channel) -> Outcome:
+        """Make the row's one call (the row is ``sending``, committed); how it ended."""
         try:
             with single_attempt():
                 await deliver(self.clients, row)
-            outcome = SENT
+            return SENT
         except Exception as exc:
             now = self.clock.now()
             attempts = row.attempts + 1
-            outcome = classify(
-                exc, channel.platform, now, self.settings, channel.idempotent, attempts
-            )
-        await self._record(row, outcome)
+            return classify(exc, channel.platform, now, self.settings, channel.idempotent, attempts)
 
     async def _held_by_quiet_hours(self, row: OutboxMessage) -> bool:
         """Marketing to members over OA waits out the quiet hours, however late its row got

@@ -211,10 +211,15 @@ def page(t: Target, audience: Sql, after: int, batch: int) -> Sql:
     )
     statement = head + reason_case(t) + sql(" AS reason FROM member") + _joins(t)
     statement += sql(" WHERE ") + audience
+    # "No row yet" by the row's idempotency key (``<group>:<member>``, unique): one index
+    # probe per member whatever the statistics say. By (member_id, group_key) PostgreSQL
+    # reads a new broadcast's group as a few rows and rescans them for every member (each
+    # page slower than the last: 14 s a page at 20,000 rows).
     statement += sql(
-        " AND NOT EXISTS (SELECT 1 FROM outbox_message o WHERE o.member_id = member.id"
-        " AND o.group_key = {}) AND member.id > {} ORDER BY member.id LIMIT {}",
-        t.group_key,
+        " AND NOT EXISTS (SELECT 1 FROM outbox_message o"
+        " WHERE o.idempotency_key = {text} || CAST(member.id AS TEXT))"
+        " AND member.id > {} ORDER BY member.id LIMIT {}",
+        f"{t.group_key}:",
         after,
         batch,
     )

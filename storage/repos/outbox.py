@@ -69,18 +69,25 @@ async def enqueue(message: NewMessage, due_at: datetime) -> OutboxMessage:
         return await OutboxMessage.get(idempotency_key=message.idempotency_key)
 
 
+# Earliest due first, then in order of enqueue: the order of the (status, due_at) index
+# (SQLite's index ends with the rowid), so a claim reads its LIMIT rows off the index
+# instead of sorting every due row by id (a 100,000-row backlog sorted for each batch).
+CLAIM_ORDER = ("due_at", "id")
+
+
 def _claimable(now: datetime) -> Q:
     now = utc(now)
     return Q(status="pending", due_at__lte=now) & (Q(claimed_by="") | Q(lease_until__lt=now))
 
 
 async def claim(worker: str, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
-    """Claim up to ``limit`` due rows for this worker (rows whose lease lapsed included)."""
+    """Claim up to ``limit`` due rows for this worker, earliest due first (rows whose lease
+    lapsed included)."""
     if connections.get("default").capabilities.dialect == "postgres":
         return await _claim_skip_locked(worker, now, lease, limit)
     ids = (
         await OutboxMessage.filter(_claimable(now))
-        .order_by("id")
+        .order_by(*CLAIM_ORDER)
         .limit(limit)
         .values_list("id", flat=True)
     )
@@ -101,7 +108,7 @@ async def _claim_skip_locked(
     async with in_transaction() as tx:
         rows = (
             await OutboxMessage.filter(_claimable(now))
-            .order_by("id")
+            .order_by(*CLAIM_ORDER)
             .limit(limit)
             .select_for_update(skip_locked=True)
             .using_db(tx)
@@ -227,11 +234,16 @@ async def mark_abandoned(now: datetime) -> int:
     )
 
 
-async def release_claims(worker: str) -> int:
-    """This worker's claimed rows still ``pending`` go back to the pool at once."""
-    return await OutboxMessage.filter(claimed_by=worker, status="pending").update(
-        claimed_by="", lease_until=None
-    )
+async def release_claims(worker: str, ids: Sequence[int] | None = None) -> int:
+    """This worker's claimed rows still ``pending`` go back to the pool at once.
+
+    ``ids``: only among these (the batch just sent: found by primary key, where the
+    worker alone would be found among every pending row of a backlog).
+    """
+    rows = OutboxMessage.filter(claimed_by=worker, status="pending")
+    if ids is not None:
+        rows = rows.filter(id__in=list(ids))
+    return await rows.update(claimed_by="", lease_until=None)
 
 
 async def release_group(group_key: str) -> int:
