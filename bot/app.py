@@ -122,7 +122,9 @@ def build_services(settings: Settings, ov: Overrides | None = None) -> Services:
     check_welcome_templates(settings)
     wall = ov.wall or WallClock()
     clock = ov.clock or BusinessClock(settings.tz, allow_offset=settings.dev.time_travel)
-    cache = ov.cache or make_cache(settings.redis.url)
+    cache = ov.cache or make_cache(
+        settings.redis.url, settings.redis.timeout_seconds, settings.redis.connect_timeout_seconds
+    )
     keys = ov.keys or KeyBuilder(dedupe_ttl=settings.server.dedupe_ttl_seconds)
     clients = Clients(
         settings,

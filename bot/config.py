@@ -149,9 +149,15 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
-    """Shared cache, locks and rate limits; empty means in-process."""
+    """Shared cache, locks and rate limits; empty means in-process.
+
+    ``timeout_seconds`` bounds every read and write (and each pipeline of the callback hot
+    path): a Redis that stops answering fails those calls instead of stalling callbacks.
+    """
 
     url: str = ""
+    timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    connect_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
 
 
 class BusinessSettings(_Section):

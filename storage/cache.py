@@ -11,15 +11,18 @@ TTL.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -305,24 +308,49 @@ return 1
 
 # The admission: KEYS (from offset o): rate, lock[, peek]. ARGV: rate TTL (s), limit, lock
 # token, lock TTL (ms). Returns {count, 1 when the lock was taken else 0[, peek's value or
-# nil]}; past the limit the lock is not tried and nothing is read.
+# nil]}; past the limit the lock is not tried and nothing is read. ``again``: this call ran
+# before (its reply was lost and the client sent it again): the use is not counted twice
+# and a lock already held by this token counts as taken.
 _ADMISSION = """
-local count = redis.call('incr', KEYS[o + 1])
-redis.call('expire', KEYS[o + 1], ARGV[1], 'NX')
+local count
+if again then
+  count = tonumber(redis.call('get', KEYS[o + 1]) or '0')
+  if count < 1 then count = 1 end
+else
+  count = redis.call('incr', KEYS[o + 1])
+  redis.call('expire', KEYS[o + 1], ARGV[1], 'NX')
+end
 if count > tonumber(ARGV[2]) then return {count, 0} end
 local held = 0
-if redis.call('set', KEYS[o + 2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
+if redis.call('set', KEYS[o + 2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1
+elseif again and redis.call('get', KEYS[o + 2]) == ARGV[3] then held = 1 end
 if KEYS[o + 3] then return {count, held, redis.call('get', KEYS[o + 3])} end
 return {count, held}
 """
-_ADMIT = "local o = 0\n" + _ADMISSION
-# KEYS[1] the claim, then the admission's; ARGV[5] the claim's TTL (s). {0}: claimed before
+_ADMIT = "local o, again = 0, false\n" + _ADMISSION
+# KEYS[1] the claim, then the admission's; ARGV[5] the claim's TTL (s). The claim's value is
+# the caller's lock token, so a call the client sent again after losing its reply finds the
+# claim its own (``again``) instead of a duplicate. {0}: claimed before by another delivery
 # (nothing counted); else the admission's reply (its count is at least 1).
 _CLAIM_ADMIT = (
-    "if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[5]) then return {0} end\n"
-    "local o = 1\n" + _ADMISSION
+    """
+local o, again = 1, false
+if not redis.call('set', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[5]) then
+  if redis.call('get', KEYS[1]) ~= ARGV[3] then return {0} end
+  again = true
+end
+"""
+    + _ADMISSION
 )
 
+
+# TCP keepalive on Redis connections: probed after 30 s idle, every 10 s, dropped after 3
+# unanswered probes (where the platform has the options; else the system's defaults).
+_KEEPALIVE: dict[int, int] = {
+    option: value
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    if (option := getattr(socket, name, None)) is not None
+}
 
 _Call = tuple[AsyncScript, list[str], list[str | int], asyncio.Future[Any]]
 
@@ -340,10 +368,16 @@ class _ScriptPipeline:
     still its own atomic script, run in the order made, and a failing call fails alone. A
     script Redis does not know (after a restart or SCRIPT FLUSH) is loaded and that call
     retried (after the rest of its pipeline).
+
+    Each pipeline has ``timeout`` seconds, retries and script loads included: one that
+    gets no answer in time (a half-open connection) fails its calls with
+    :class:`CacheError`, its connection is dropped (redis-py disconnects a connection whose
+    read is cancelled) and the calls queued behind it go in the next, on a fresh one.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, timeout: float) -> None:
         self._redis = redis
+        self._timeout = timeout
         self._queue: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -371,26 +405,34 @@ class _ScriptPipeline:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            if len(batch) == 1:  # nothing to share: the plain call (it loads the script)
-                script, keys, args, future = batch[0]
-                _settle(future, await _attempt(script(keys=keys, args=args)))
-                return
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-            for (script, keys, args, future), result in zip(batch, results, strict=True):
-                if isinstance(result, NoScriptError):
-                    result = await _attempt(script(keys=keys, args=args))
-                _settle(future, result)
+            async with asyncio.timeout(self._timeout):
+                await self._execute(batch)
+        except TimeoutError:
+            error = CacheError(f"redis did not answer within {self._timeout:g} s")
+            for *_, future in batch:
+                _settle(future, error)
         except BaseException as error:  # the connection failed, or we were cancelled
             for *_, future in batch:
-                _settle(future, error if isinstance(error, Exception) else CacheError("cancelled"))
+                _settle(future, _failure(error))
             if not isinstance(error, Exception):
                 for *_, future in self._queue:
                     _settle(future, CacheError("cancelled"))
                 self._queue = []
                 raise
+
+    async def _execute(self, batch: list[_Call]) -> None:
+        if len(batch) == 1:  # nothing to share: the plain call (it loads the script)
+            script, keys, args, future = batch[0]
+            _settle(future, await _attempt(script(keys=keys, args=args)))
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for (script, keys, args, future), result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):
+                result = await _attempt(script(keys=keys, args=args))
+            _settle(future, result)
 
     async def wait(self) -> None:
         """Let the pipelines in flight and queued finish (before the pool closes)."""
@@ -402,7 +444,26 @@ async def _attempt(call: Awaitable[Any]) -> Any:
     try:
         return await call
     except Exception as error:  # handed to that call's caller, not to the batch
-        return error
+        return _failure(error)
+
+
+def _failure(error: BaseException) -> Exception:
+    """What a caller is given for a failed call: Redis out of reach (connection lost, no
+    answer in time) is a :class:`CacheError`; a script's own error stays what it is."""
+    if isinstance(error, aioredis.ConnectionError | aioredis.TimeoutError | OSError):
+        failure = CacheError(f"redis unreachable: {error}")
+        failure.__cause__ = error
+        return failure
+    return error if isinstance(error, Exception) else CacheError("cancelled")
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Redis out of reach inside the block raises :class:`CacheError` (see :func:`_failure`)."""
+    try:
+        yield
+    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:
+        raise _failure(error) from error
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -419,13 +480,28 @@ class RedisCache:
 
     The two calls of the callback hot path (:meth:`claim_admit`, :meth:`put` with a lock
     to release) go through one pipeline for concurrent callers (:class:`_ScriptPipeline`).
+
+    Nothing waits on a silent connection for long: every read and write has ``timeout``
+    seconds (and each pipeline as a whole), a connect ``connect_timeout``, and TCP
+    keepalive finds a peer gone away between uses (``[redis]`` in the settings). A command
+    whose connection breaks (a pooled connection Redis closed, a reply lost) is sent once
+    more on a fresh connection; a timeout is not retried. Whatever runs through here must
+    bear running twice: :meth:`claim_admit` knows its own claim by its token.
     """
 
     shared = True
 
-    def __init__(self, url: str) -> None:
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
-        self._pipeline = _ScriptPipeline(self._redis)
+    def __init__(self, url: str, timeout: float = 1.0, connect_timeout: float = 1.0) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
+            socket_keepalive=True,
+            socket_keepalive_options=_KEEPALIVE,
+            retry=Retry(NoBackoff(), 1, supported_errors=(aioredis.ConnectionError,)),
+        )
+        self._pipeline = _ScriptPipeline(self._redis, timeout)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._admit = self._redis.register_script(_ADMIT)
         self._claim_admit = self._redis.register_script(_CLAIM_ADMIT)
@@ -441,17 +517,20 @@ class RedisCache:
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """SET NX EX."""
-        return bool(await self._redis.set(key.name, value, ex=key.ttl, nx=True))
+        with _reachable():
+            return bool(await self._redis.set(key.name, value, ex=key.ttl, nx=True))
 
     async def get(self, key: Key) -> str | None:
         """GET."""
-        value = await self._redis.get(key.name)
+        with _reachable():
+            value = await self._redis.get(key.name)
         return None if value is None else str(value)
 
     async def put(self, key: Key, value: str, release: Held | None = None) -> None:
         """SET EX; with a kept lock, one script that also releases it."""
         if release is None:
-            await self._redis.set(key.name, value, ex=key.ttl)
+            with _reachable():
+                await self._redis.set(key.name, value, ex=key.ttl)
             return
         await self.run(
             self._put_release, [key.name, release.lock.name], [value, key.ttl, release.token]
@@ -459,14 +538,16 @@ class RedisCache:
 
     async def delete(self, key: Key) -> None:
         """DEL."""
-        await self._redis.delete(key.name)
+        with _reachable():
+            await self._redis.delete(key.name)
 
     async def incr(self, key: Key) -> int:
         """INCR, with the TTL set on first use (one round trip)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key.name)
-            pipe.expire(key.name, key.ttl, nx=True)
-            value, _ = await pipe.execute()
+        with _reachable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key.name)
+                pipe.expire(key.name, key.ttl, nx=True)
+                value, _ = await pipe.execute()
         return int(value)
 
     @asynccontextmanager
@@ -525,12 +606,16 @@ class RedisCache:
         # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the
         # first attempt was already made (by the admit script).
         delay = 0.005
-        while tried or not await self._redis.set(key.name, token, px=key.ttl * 1000, nx=True):
+        while tried or not await self._take(key, token):
             tried = False
             if time.monotonic() >= deadline:
                 raise CacheError(f"lock {key.name} busy")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def _take(self, key: Key, token: str) -> bool:
+        with _reachable():
+            return bool(await self._redis.set(key.name, token, px=key.ttl * 1000, nx=True))
 
     async def ping(self) -> bool:
         """PING."""
@@ -563,6 +648,7 @@ def _admission(result: list[Any], gate: Gate, token: str) -> Admission:
     return Admission(count, peeked, Held(gate.lock, token), locked=bool(result[1]), peek=gate.peek)
 
 
-def make_cache(url: str) -> Cache:
-    """Redis when a URL is given, else the in-process cache."""
-    return RedisCache(url) if url else MemoryCache()
+def make_cache(url: str, timeout: float = 1.0, connect_timeout: float = 1.0) -> Cache:
+    """Redis when a URL is given (with its read/write and connect timeouts in seconds), else
+    the in-process cache."""
+    return RedisCache(url, timeout, connect_timeout) if url else MemoryCache()

@@ -53,6 +53,8 @@ def test_server_port_is_the_first_port_line_of_the_example() -> None:
         ),
         ("[business]\ntimezone='Mars/Olympus'\n", "business.timezone", "unknown time zone"),
         ("[database]\nurl='mysql://x'\n", "database.url", "sqlite:// or postgres://"),
+        ("[redis]\ntimeout_seconds=0\n", "redis.timeout_seconds", "greater than 0"),
+        ("[redis]\nconnect_timeout_seconds='x'\n", "redis.connect_timeout_seconds", "number"),
         (
             "[accounts.a]\nappid='x'\ntoken='${MISSING_TOKEN}'\nmode='plaintext'\n",
             "accounts.a.token",
