@@ -6,6 +6,10 @@ the dispatcher in a task and waits for it up to the reply budget; the plaintext 
 gives (or ``success`` when late) is cached, so a retry gets the same answer re-encrypted
 with its own nonce and timestamp, and never a second side effect. A retry arriving while
 the first delivery is still running waits (within its own budget) for that result.
+
+When the cache cannot be reached (:class:`CacheError`) the callback still gets an answer at
+once: ``success`` when the claim failed (nothing ran: dedupe cannot be trusted), the reply
+when only caching it failed (a retry then gets ``success``; the lock expires with its TTL).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bot.replies import NO_REPLY, Reply, render_reply
 from bot.routing import Dispatcher
 from bot.wechat.budget import ReplyBudget
 from bot.wechat.inbound import Inbound
-from storage.cache import Admission, Cache, Gate, Held
+from storage.cache import Admission, Cache, CacheError, Gate, Held
 from storage.keys import KeyBuilder
 from storage.repos.inbound import InboundRecord, InboundRecorder
 
@@ -63,7 +67,10 @@ class Deduper:
         future = self._inflight.pop(key, None)
         if future is not None and not future.done():
             future.set_result(reply)
-        await self.cache.put(self.keys.reply(key), reply, release)
+        try:
+            await self.cache.put(self.keys.reply(key), reply, release)
+        except CacheError as exc:  # this delivery still answers; its lock expires
+            log.warning("reply not cached: %s", exc, extra={"event_id": key})
 
     async def remember(self, key: str) -> None:
         """Mark a key seen (after a restart) with the empty reply."""
@@ -120,12 +127,17 @@ class Intake:
         """The plaintext reply for this delivery (XML, or ``success``)."""
         key = inbound.dedupe_key
         gate = self.gate.gate_for(inbound, self.services) if self.gate is not None else None
-        if gate is None:
-            admission = None
-            claimed = await self.deduper.claim(key)
-        else:  # the claim and the sender gate's first step: one round trip
-            admission = await self.deduper.claim_admit(key, gate)
-            claimed = admission is not None
+        try:
+            if gate is None:
+                admission = None
+                claimed = await self.deduper.claim(key)
+            else:  # the claim and the sender gate's first step: one round trip
+                admission = await self.deduper.claim_admit(key, gate)
+                claimed = admission is not None
+        except CacheError as exc:
+            log.warning("dedupe claim failed: %s", exc, extra={"event_id": key})
+            self.metrics.callbacks.labels(inbound.platform, inbound.kind, "cache_error").inc()
+            return SUCCESS
         if not claimed:
             self.metrics.dedupe_hits.labels(inbound.platform).inc()
             return await self.deduper.reply_for(key, self.budget)
