@@ -55,6 +55,11 @@ async def assert_one_award_per_member_day(member_ids: list[int], days: int = 1) 
     assert await points.reconcile() == []
 
 
+def sign_in_inserts(caplog: pytest.LogCaptureFixture) -> int:
+    """How many sign-in INSERTs were logged (tortoise's on PostgreSQL, the batch's on SQLite)."""
+    return sum(1 for r in caplog.records if "INSERT INTO sign_in" in r.getMessage())
+
+
 async def test_many_members_in_few_batches(
     service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -65,18 +70,24 @@ async def test_many_members_in_few_batches(
     ):
         caplog.clear()
         results = await together(service, [(m, T0) for m in members])
-        inserts = sum(1 for r in caplog.records if "INSERT INTO sign_in" in r.getMessage())
+        inserts = sign_in_inserts(caplog)
     assert all(r.signed and (r.points, r.streak, r.balance) == (5, 1, 5) for r in results)
     await assert_one_award_per_member_day(members)
     assert 3 <= inserts <= 5  # batches of at most 200, not one statement per sign-in
 
 
 async def test_the_same_member_twice_in_one_batch_is_awarded_once(
-    service: SignInService, database: str
+    service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     member, other = await new_members(2)
     later = T0 + timedelta(minutes=1)
-    results = await together(service, [(member, T0), (other, T0), (member, later), (member, T0)])
+    with (
+        caplog.at_level(logging.DEBUG, logger="tortoise.db_client"),
+        caplog.at_level(logging.DEBUG, logger=signin_sqlite.__name__),
+    ):
+        calls = [(member, T0), (other, T0), (member, later), (member, T0)]
+        results = await together(service, calls)
+    assert sign_in_inserts(caplog) == 1  # the four calls shared one batch
     mine = [results[0], results[2], results[3]]
     # one batch on either database, taken in order: the first of the member's three counts
     assert [(r.signed, r.points, r.streak, r.balance) for r in mine] == [
