@@ -21,17 +21,16 @@ statement of its own in that transaction, as before.
 from __future__ import annotations
 
 import functools
-import weakref
-from datetime import date
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.repos.group_commit import GroupCommit
 from storage.repos.points import UnknownMember
 from storage.repos.signin_sql import (
     PG_ARRAY_TYPES,
     Attempt,
+    Batches,
+    Key,
     Outcome,
     Rules,
     award_source,
@@ -46,19 +45,10 @@ from storage.repos.signin_sql import (
 )
 from storage.timeutil import utc
 
-BATCH_CAP = 200
-
-Key = tuple[date, int, Rules]  # what every sign-in of one batch shares: day, day ×, rules
-_writers: weakref.WeakKeyDictionary[BaseDBAsyncClient, GroupCommit[Key, Attempt, Outcome]]
-_writers = weakref.WeakKeyDictionary()
-
 
 async def sign_in_grouped(conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
     """Sign in through the client's group commit (outcome ``blocked``: debt path)."""
-    writer = _writers.get(conn)
-    if writer is None:
-        writer = _writers[conn] = GroupCommit(write, BATCH_CAP)
-    return await writer.submit((attempt.day, attempt.day_multiplier, rules), attempt)
+    return await _batches.sign_in(conn, attempt, rules)
 
 
 async def sign_in_alone(conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
@@ -76,6 +66,9 @@ async def write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]:
         return await _batch(conn, key[2], attempts)
     except Exception as error:
         return await one_by_one(attempts, error, lambda a: sign_in_alone(conn, a, key[2]))
+
+
+_batches = Batches(write)
 
 
 _ATTEMPTS = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from storage.repos.group_commit import GroupCommit, Write
 from storage.repos.points import UnknownMember
 from storage.timeutil import utc
 
@@ -223,6 +225,26 @@ async def today(tx: BaseDBAsyncClient, attempt: Attempt) -> Outcome:
 
 
 # --- batches (group commit on either database) ----------------------------------------
+
+BATCH_CAP = 200
+Key = tuple[date, int, Rules]  # what every sign-in of one batch shares: day, day ×, rules
+
+
+class Batches:
+    """One group commit per database client, each writing its batches with ``write``."""
+
+    def __init__(self, write: Write[Key, Attempt, Outcome]) -> None:
+        self._write = write
+        self._writers: weakref.WeakKeyDictionary[
+            BaseDBAsyncClient, GroupCommit[Key, Attempt, Outcome]
+        ] = weakref.WeakKeyDictionary()
+
+    async def sign_in(self, conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
+        """Sign in through the client's group commit (outcome ``blocked``: debt path)."""
+        writer = self._writers.get(conn)
+        if writer is None:
+            writer = self._writers[conn] = GroupCommit(self._write, BATCH_CAP)
+        return await writer.submit((attempt.day, attempt.day_multiplier, rules), attempt)
 
 
 def firsts(attempts: list[Attempt]) -> list[Attempt]:

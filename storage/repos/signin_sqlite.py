@@ -27,7 +27,6 @@ import functools
 import json
 import logging
 import sqlite3
-import weakref
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,10 +35,11 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from storage.repos.group_commit import GroupCommit
 from storage.repos.points import LedgerConflict
 from storage.repos.signin_sql import (
     Attempt,
+    Batches,
+    Key,
     Outcome,
     Rules,
     award_source,
@@ -55,20 +55,12 @@ from storage.repos.signin_sql import (
 )
 from storage.timeutil import utc
 
-BATCH_CAP = 200
 _log = logging.getLogger(__name__)
-
-Key = tuple[date, int, Rules]  # what every sign-in of one batch shares: day, day ×, rules
-_writers: weakref.WeakKeyDictionary[BaseDBAsyncClient, GroupCommit[Key, Attempt, Outcome]]
-_writers = weakref.WeakKeyDictionary()
 
 
 async def sign_in_grouped(conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
     """Sign in through the connection's group commit (outcome ``blocked``: debt path)."""
-    writer = _writers.get(conn)
-    if writer is None:
-        writer = _writers[conn] = GroupCommit(_write, BATCH_CAP)
-    return await writer.submit((attempt.day, attempt.day_multiplier, rules), attempt)
+    return await _batches.sign_in(conn, attempt, rules)
 
 
 async def _write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]:
@@ -77,6 +69,9 @@ async def _write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]
         return await _batch(key[2], attempts)
     except Exception as error:
         return await one_by_one(attempts, error, lambda a: sign_in_alone(a, key[2]))
+
+
+_batches = Batches(_write)
 
 
 # --- the batch -----------------------------------------------------------------------
