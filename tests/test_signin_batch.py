@@ -1,5 +1,5 @@
-"""Sign-ins written together (group commit on SQLite): one award per member-day, whatever
-shares a batch. The same tests run on PostgreSQL, where each sign-in is one statement."""
+"""Sign-ins written together (group commit: on SQLite one transaction per batch, on
+PostgreSQL one statement per batch): one award per member-day, whatever shares a batch."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bot.services import points
 from bot.services.signin import SignInResult, SignInService
 from storage import db
 from storage.models import Member, PointsEntry, PointsLot, SignIn
-from storage.repos import signin_sqlite
+from storage.repos import signin_pg, signin_sql, signin_sqlite
 from storage.repos.group_commit import GroupCommit
 from storage.repos.points import UnknownMember
 
@@ -55,6 +55,11 @@ async def assert_one_award_per_member_day(member_ids: list[int], days: int = 1) 
     assert await points.reconcile() == []
 
 
+def sign_in_inserts(caplog: pytest.LogCaptureFixture) -> int:
+    """How many sign-in INSERTs were logged (tortoise's on PostgreSQL, the batch's on SQLite)."""
+    return sum(1 for r in caplog.records if "INSERT INTO sign_in" in r.getMessage())
+
+
 async def test_many_members_in_few_batches(
     service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -65,26 +70,31 @@ async def test_many_members_in_few_batches(
     ):
         caplog.clear()
         results = await together(service, [(m, T0) for m in members])
-        inserts = sum(1 for r in caplog.records if "INSERT INTO sign_in" in r.getMessage())
+        inserts = sign_in_inserts(caplog)
     assert all(r.signed and (r.points, r.streak, r.balance) == (5, 1, 5) for r in results)
     await assert_one_award_per_member_day(members)
-    if db.is_sqlite(database):
-        assert 3 <= inserts <= 5  # batches of at most 200, not one statement per sign-in
+    assert 3 <= inserts <= 5  # batches of at most 200, not one statement per sign-in
 
 
 async def test_the_same_member_twice_in_one_batch_is_awarded_once(
-    service: SignInService, database: str
+    service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     member, other = await new_members(2)
     later = T0 + timedelta(minutes=1)
-    results = await together(service, [(member, T0), (other, T0), (member, later), (member, T0)])
+    with (
+        caplog.at_level(logging.DEBUG, logger="tortoise.db_client"),
+        caplog.at_level(logging.DEBUG, logger=signin_sqlite.__name__),
+    ):
+        calls = [(member, T0), (other, T0), (member, later), (member, T0)]
+        results = await together(service, calls)
+    assert sign_in_inserts(caplog) == 1  # the four calls shared one batch
     mine = [results[0], results[2], results[3]]
-    # SQLite's batch takes them in order; on PostgreSQL they race and any one may win
-    assert sorted(r.signed for r in mine) == [False, False, True]
-    outcomes = sorted((r.points, r.streak, r.balance) for r in mine)
-    assert outcomes == [(0, 1, 5), (0, 1, 5), (5, 1, 5)]
-    if db.is_sqlite(database):
-        assert mine[0].signed
+    # one batch on either database, taken in order: the first of the member's three counts
+    assert [(r.signed, r.points, r.streak, r.balance) for r in mine] == [
+        (True, 5, 1, 5),
+        (False, 0, 1, 5),
+        (False, 0, 1, 5),
+    ]
     assert (results[1].signed, results[1].balance) == (True, 5)
     await assert_one_award_per_member_day([member, other])
 
@@ -155,20 +165,56 @@ async def test_an_unknown_member_fails_only_its_own_call(
     await assert_one_award_per_member_day([member])
 
 
-async def test_a_failing_batch_is_written_one_by_one(service: SignInService, database: str) -> None:
+async def test_a_failing_batch_is_written_one_by_one(
+    service: SignInService, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
     broken, *fine = await new_members(4)
     # an entry under the sign-in's key without its SignIn row: the entry INSERT must fail
     await PointsEntry.create(
         member_id=broken, idempotency_key=f"signin:{broken}:2026-06-10", kind="earn",
         amount=0, created_at=T0,
     )  # fmt: skip
-    results = await asyncio.gather(
-        *(service.sign_in(m, T0) for m in [*fine[:2], broken, fine[2]]), return_exceptions=True
-    )
+    with caplog.at_level(logging.WARNING, logger=signin_sql.__name__):
+        results = await asyncio.gather(
+            *(service.sign_in(m, T0) for m in [*fine[:2], broken, fine[2]]),
+            return_exceptions=True,
+        )
+    # the four shared one batch, it failed as a whole, and each was then written alone
+    assert [r.getMessage()[:28] for r in caplog.records] == ["sign-in batch of 4 failed (I"]
     assert isinstance(results[2], IntegrityError)
     assert all(isinstance(r, SignInResult) and r.signed for r in [*results[:2], results[3]])
     assert await SignIn.filter(member_id=broken).count() == 0
     await assert_one_award_per_member_day(fine)
+
+
+async def test_two_processes_batches_of_the_same_members_award_each_once(
+    service: SignInService, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two app processes' writers (two group commits), the same members in opposite orders:
+    locks are taken in member order, so neither batch deadlocks or falls back; each member
+    is signed in by exactly one of the two, and the other gets "already signed"."""
+    if db.is_sqlite(database):
+        pytest.skip("PostgreSQL's batch statement: SQLite's batches take turns in one process")
+    members = await new_members(30)
+    day = service.day_of(T0)
+
+    def attempt(member_id: int) -> signin_sql.Attempt:
+        expires = points.lot_expiry(T0, SH)
+        return signin_sql.Attempt(member_id, day, T0, service.key(member_id, day), 1000, expires)
+
+    key = (day, 1000, service.rules)
+    first, second = (GroupCommit(signin_pg.write) for _ in range(2))
+    with caplog.at_level(logging.WARNING, logger=signin_sql.__name__):
+        outcomes = await asyncio.gather(
+            asyncio.gather(*(first.submit(key, attempt(m)) for m in members)),
+            asyncio.gather(*(second.submit(key, attempt(m)) for m in reversed(members))),
+        )
+    assert caplog.records == []  # no batch failed (a deadlock would have failed one)
+    by_member = zip(outcomes[0], reversed(outcomes[1]), strict=True)
+    for one, other in by_member:
+        assert sorted([one.signed, other.signed]) == [False, True]
+        assert (one.streak, one.balance) == (other.streak, other.balance) == (1, 5)
+    await assert_one_award_per_member_day(members)
 
 
 async def test_inside_a_callers_transaction_a_sign_in_is_written_in_it(

@@ -3,8 +3,9 @@
 Streak = yesterday's streak + 1 when the member signed in yesterday (business-local
 dates), else 1; the base comes from ``[signin] rewards`` (the cycle restarts); the tier
 and member-day multipliers apply per mille and the award rounds down (``points.award``).
-The SignIn row's unique (member, day) decides duplicates. The common case is one
-database statement on PostgreSQL (see ``storage.repos.signin``).
+The SignIn row's unique (member, day) decides duplicates. Concurrent sign-ins are
+written together: one database statement per batch on PostgreSQL in the common case
+(see ``storage.repos.signin``).
 
 Activity: a sign-in through chat is already recorded by ``MemberService.resolve``, which
 touches the member's ``last_active_at`` for every message and menu click (batched).

@@ -6,7 +6,9 @@ inside the statement that inserts today's row.
 
 Round trips in the common case (the member has no points debt):
 
-- PostgreSQL: **one** statement (autocommit). A chain of CTEs locks the member row
+- PostgreSQL: **one** statement (autocommit) per batch of concurrent sign-ins (group
+  commit, ``storage.repos.signin_pg``; a lone sign-in is a batch of one, at once; inside a
+  caller's transaction, the one-member statement in it). A chain of CTEs locks the member row
   (``FOR UPDATE`` returns its latest committed version), inserts the SignIn with
   ``ON CONFLICT DO NOTHING``, and only from that insert's ``RETURNING`` writes the entry,
   the lot and the balance. Sub-statements of a data-modifying CTE share one snapshot and
@@ -30,14 +32,13 @@ from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.transactions import in_transaction
 
 from storage.repos import points as ledger
-from storage.repos import signin_sqlite
+from storage.repos import signin_pg, signin_sqlite
 from storage.repos.points import UnknownMember
 from storage.repos.signin_sql import (
     Attempt,
     Outcome,
     Rules,
     insert_for,
-    outcome_of,
     postgres_statement,
     run,
     today,
@@ -49,12 +50,13 @@ __all__ = ["Attempt", "Outcome", "Rules", "postgres_statement", "sign_in"]
 async def sign_in(attempt: Attempt, rules: Rules) -> Outcome:
     """Sign in once per (member, day); UnknownMember when there is no such member."""
     conn = connections.get("default")
+    alone = isinstance(conn, TransactionalDBClient)  # the caller's transaction: no batch
     if conn.capabilities.dialect == "postgres":
-        rows = await run(conn, postgres_statement(rules), attempt.params())
-        if not rows:
-            raise UnknownMember(attempt.member_id)
-        outcome = outcome_of(rows[0])
-    elif isinstance(conn, TransactionalDBClient):  # the caller's transaction: no batch
+        if alone:
+            outcome = await signin_pg.sign_in_alone(conn, attempt, rules)
+        else:
+            outcome = await signin_pg.sign_in_grouped(conn, attempt, rules)
+    elif alone:
         outcome = await signin_sqlite.sign_in_alone(attempt, rules)
     else:
         outcome = await signin_sqlite.sign_in_grouped(conn, attempt, rules)

@@ -10,17 +10,22 @@ SQLite's, grouped (group commit).
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from dataclasses import dataclass
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from storage.repos.group_commit import GroupCommit, Write
 from storage.repos.points import UnknownMember
 from storage.timeutil import utc
 
 PER_MILLION = 1_000_000
+_log = logging.getLogger(__name__)
 _TIER_CODE = re.compile(r"[a-z][a-z0-9_]*")
 _MARK = re.compile(r"\{(\d+)\}")
 
@@ -73,6 +78,9 @@ class Attempt:
 
 _PG_TYPES: tuple[str, ...] = ("bigint", "date", "date", "bigint", "timestamptz", "varchar")
 _PG_TYPES += ("timestamptz", "varchar", "varchar", "varchar")
+# a batch's {1} and {5}…{9} are arrays, one element per attempt (storage.repos.signin_pg)
+_ARRAYS = (1, 5, 6, 7, 8, 9)
+PG_ARRAY_TYPES = tuple(t + "[]" if n in _ARRAYS else t for n, t in enumerate(_PG_TYPES, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +175,10 @@ def postgres_statement(rules: Rules) -> str:
     )
 
 
-def _mark(template: str, postgres: bool) -> str:
+def _mark(template: str, postgres: bool, types: tuple[str, ...]) -> str:
     """{n} → $n::type (PostgreSQL: an INSERT … SELECT parameter has no type to infer) or ?n."""
     if postgres:
-        return _MARK.sub(lambda m: f"${m[1]}::{_PG_TYPES[int(m[1]) - 1]}", template)
+        return _MARK.sub(lambda m: f"${m[1]}::{types[int(m[1]) - 1]}", template)
     return _MARK.sub(r"?\1", template)
 
 
@@ -181,9 +189,10 @@ async def run(conn: BaseDBAsyncClient, template: str, params: list[object]) -> l
 
 
 @functools.lru_cache(maxsize=64)
-def prepared(template: str, postgres: bool) -> tuple[str, int]:
+def prepared(template: str, postgres: bool, types: tuple[str, ...] = _PG_TYPES) -> tuple[str, int]:
     """The dialect's text and how many parameters it takes (memoised: the hot path)."""
-    return _mark(template, postgres), max((int(n) for n in _MARK.findall(template)), default=0)
+    used = max((int(n) for n in _MARK.findall(template)), default=0)
+    return _mark(template, postgres, types), used
 
 
 def outcome_of(row: dict[str, Any]) -> Outcome:
@@ -213,3 +222,66 @@ async def today(tx: BaseDBAsyncClient, attempt: Attempt) -> Outcome:
     if not rows:
         raise UnknownMember(attempt.member_id)
     return outcome_of(rows[0])
+
+
+# --- batches (group commit on either database) ----------------------------------------
+
+BATCH_CAP = 200
+Key = tuple[date, int, Rules]  # what every sign-in of one batch shares: day, day ×, rules
+
+
+class Batches:
+    """One group commit per database client, each writing its batches with ``write``."""
+
+    def __init__(self, write: Write[Key, Attempt, Outcome]) -> None:
+        self._write = write
+        self._writers: weakref.WeakKeyDictionary[
+            BaseDBAsyncClient, GroupCommit[Key, Attempt, Outcome]
+        ] = weakref.WeakKeyDictionary()
+
+    async def sign_in(self, conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
+        """Sign in through the client's group commit (outcome ``blocked``: debt path)."""
+        writer = self._writers.get(conn)
+        if writer is None:
+            writer = self._writers[conn] = GroupCommit(self._write, BATCH_CAP)
+        return await writer.submit((attempt.day, attempt.day_multiplier, rules), attempt)
+
+
+def firsts(attempts: list[Attempt]) -> list[Attempt]:
+    """The first attempt per member, in order: the ones a batch writes."""
+    first: dict[int, Attempt] = {}
+    for attempt in attempts:
+        first.setdefault(attempt.member_id, attempt)
+    return list(first.values())
+
+
+def per_attempt(attempts: list[Attempt], outcomes: dict[int, Outcome]) -> list[Outcome | Exception]:
+    """Each attempt's result from the batch's outcomes by member: the first attempt per
+    member gets its outcome, a repeat "already signed", a member not found UnknownMember."""
+    seen: set[int] = set()
+    results: list[Outcome | Exception] = []
+    for attempt in attempts:
+        outcome = outcomes.get(attempt.member_id)
+        if outcome is None:
+            results.append(UnknownMember(attempt.member_id))
+        elif attempt.member_id in seen:
+            results.append(replace(outcome, signed=False, points=0))
+        else:
+            results.append(outcome)
+        seen.add(attempt.member_id)
+    return results
+
+
+async def one_by_one(
+    attempts: list[Attempt], error: Exception, alone: Callable[[Attempt], Awaitable[Outcome]]
+) -> list[Outcome | Exception]:
+    """After a batch failed as a whole (``error``, nothing written): each sign-in alone, so
+    an error reaches only the caller it belongs to."""
+    _log.warning("sign-in batch of %d failed (%r): writing one by one", len(attempts), error)
+    results: list[Outcome | Exception] = []
+    for attempt in attempts:
+        try:
+            results.append(await alone(attempt))
+        except Exception as failure:
+            results.append(failure)
+    return results

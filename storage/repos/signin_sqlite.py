@@ -27,9 +27,7 @@ import functools
 import json
 import logging
 import sqlite3
-import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -37,36 +35,32 @@ from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from storage.repos.group_commit import GroupCommit
-from storage.repos.points import LedgerConflict, UnknownMember
+from storage.repos.points import LedgerConflict
 from storage.repos.signin_sql import (
     Attempt,
+    Batches,
+    Key,
     Outcome,
     Rules,
     award_source,
+    firsts,
     insert_for,
     insert_sign_in,
+    one_by_one,
     outcome_of,
+    per_attempt,
     prepared,
     run,
     today,
 )
 from storage.timeutil import utc
 
-BATCH_CAP = 200
 _log = logging.getLogger(__name__)
-
-Key = tuple[date, int, Rules]  # what every sign-in of one batch shares: day, day ×, rules
-_writers: weakref.WeakKeyDictionary[BaseDBAsyncClient, GroupCommit[Key, Attempt, Outcome]]
-_writers = weakref.WeakKeyDictionary()
 
 
 async def sign_in_grouped(conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules) -> Outcome:
     """Sign in through the connection's group commit (outcome ``blocked``: debt path)."""
-    writer = _writers.get(conn)
-    if writer is None:
-        writer = _writers[conn] = GroupCommit(_write, BATCH_CAP)
-    return await writer.submit((attempt.day, attempt.day_multiplier, rules), attempt)
+    return await _batches.sign_in(conn, attempt, rules)
 
 
 async def _write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]:
@@ -74,14 +68,10 @@ async def _write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]
     try:
         return await _batch(key[2], attempts)
     except Exception as error:
-        _log.warning("sign-in batch of %d failed (%r): writing one by one", len(attempts), error)
-    results: list[Outcome | Exception] = []
-    for attempt in attempts:
-        try:
-            results.append(await sign_in_alone(attempt, key[2]))
-        except Exception as error:
-            results.append(error)
-    return results
+        return await one_by_one(attempts, error, lambda a: sign_in_alone(a, key[2]))
+
+
+_batches = Batches(_write)
 
 
 # --- the batch -----------------------------------------------------------------------
@@ -127,20 +117,7 @@ def _insert_all(rules: Rules) -> str:
 
 async def _batch(rules: Rules, attempts: list[Attempt]) -> list[Outcome | Exception]:
     """Write the batch: the first attempt per member counts, repeats are "already signed"."""
-    first: dict[int, Attempt] = {}
-    for attempt in attempts:
-        first.setdefault(attempt.member_id, attempt)
-    outcomes = await _in_thread(rules, list(first.values()))
-    results: list[Outcome | Exception] = []
-    for attempt in attempts:
-        outcome = outcomes.get(attempt.member_id)
-        if outcome is None:
-            results.append(UnknownMember(attempt.member_id))
-        elif first[attempt.member_id] is attempt:
-            results.append(outcome)
-        else:
-            results.append(replace(outcome, signed=False, points=0))
-    return results
+    return per_attempt(attempts, await _in_thread(rules, firsts(attempts)))
 
 
 Rows = list[dict[str, Any]]
