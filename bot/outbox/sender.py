@@ -2,10 +2,10 @@
 
 A pass claims a batch (with a lease) and sends it with up to ``[outbound] concurrency``
 calls in flight. Rows of one call each go in windows (:meth:`Sender._send_windows`): a
-window of rows of one bucket takes its tokens in one reservation, turns ``sending`` in one
-statement (committed) just before its calls go out side by side, and its settles share
-one statement per outcome (:mod:`bot.outbox.batching`); the rows sending and not yet
-settled never outnumber the concurrency. Calls are made with the client's
+window of rows of one bucket (at most its burst) takes its tokens in one reservation, turns
+``sending`` in one statement (committed) just before its calls go out side by side, and
+its settles share one statement per outcome (:mod:`bot.outbox.batching`); the rows
+sending and not yet settled never outnumber the concurrency. Calls are made with the client's
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
