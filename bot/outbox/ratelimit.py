@@ -15,6 +15,7 @@ within clock skew); waiting uses the injected sleep.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,9 @@ class RateLimiter(Protocol):
     async def acquire_many(self, platform: str, app_id: str, api: str, count: int) -> float:
         """Wait until the last of ``count`` tokens is due (one reservation); seconds waited."""
 
+    def burst(self, platform: str, api: str) -> int:
+        """The most whole tokens the bucket holds: calls that may go out at once."""
+
 
 def reserve(
     tokens: float, at: float, now: float, rate: float, burst: float
@@ -71,6 +75,11 @@ def reserve(
     return tokens, at, (0.0 if tokens >= 0 else -tokens / rate)
 
 
+def _burst(rate: float) -> float:
+    """A bucket holds one second of its rate, at least one token."""
+    return max(1.0, rate)
+
+
 class _Buckets(ABC):
     def __init__(self, settings: OutboundSettings, now: Now, sleep: Sleep) -> None:
         self.settings = settings
@@ -80,7 +89,7 @@ class _Buckets(ABC):
     async def acquire(self, platform: str, app_id: str, api: str) -> float:
         """Reserve a token of this API's bucket and wait until it is due."""
         rate = self.settings.rate(platform, api)
-        wait = await self._reserve((platform, app_id, api), rate, max(1.0, rate))
+        wait = await self._reserve((platform, app_id, api), rate, _burst(rate))
         if wait > 0:
             await self.sleep(wait)
         return wait
@@ -88,10 +97,14 @@ class _Buckets(ABC):
     async def acquire_many(self, platform: str, app_id: str, api: str, count: int) -> float:
         """Reserve ``count`` tokens at once and wait until the last of them is due."""
         rate = self.settings.rate(platform, api)
-        wait = await self._reserve_count((platform, app_id, api), rate, max(1.0, rate), count)
+        wait = await self._reserve_count((platform, app_id, api), rate, _burst(rate), count)
         if wait > 0:
             await self.sleep(wait)
         return wait
+
+    def burst(self, platform: str, api: str) -> int:
+        """One second of the API's rate, whole tokens, at least one."""
+        return max(1, math.floor(_burst(self.settings.rate(platform, api))))
 
     @abstractmethod
     async def _reserve(self, name: tuple[str, str, str], rate: float, burst: float) -> float:

@@ -2,10 +2,10 @@
 
 A pass claims a batch (with a lease) and sends it with up to ``[outbound] concurrency``
 calls in flight. Rows of one call each go in windows (:meth:`Sender._send_windows`): a
-window of rows of one bucket takes its tokens in one reservation, turns ``sending`` in one
-statement (committed) just before its calls go out side by side, and its settles share
-one statement per outcome (:mod:`bot.outbox.batching`); the rows sending and not yet
-settled never outnumber the concurrency. Calls are made with the client's
+window of rows of one bucket (at most its burst) takes its tokens in one reservation, turns
+``sending`` in one statement (committed) just before its calls go out side by side, and
+its settles share one statement per outcome (:mod:`bot.outbox.batching`); the rows
+sending and not yet settled never outnumber the concurrency. Calls are made with the client's
 retries off (:func:`single_attempt`), so an answer settles the row at once
 (:mod:`bot.outbox.policy`): rate and quota codes put it back ``pending`` with a due time,
 an unknown outcome makes it ``unknown`` unless the channel is idempotent. WeCom customer
@@ -124,8 +124,10 @@ class Sender:
             log.warning("outbox rows left sending by a dead sender", extra={"count": abandoned})
         rows = await outbox.claim(self.worker, now, LEASE, self.batch)
         if rows:
-            await self._send_all(_one_per_task(rows))
-            await outbox.release_claims(self.worker, [row.id for row in rows])
+            try:
+                await self._send_all(_one_per_task(rows))
+            finally:  # rows not sent (a failure, quiet hours) are due again at once
+                await outbox.release_claims(self.worker, [row.id for row in rows])
         return len(rows)
 
     async def drain(self, max_passes: int = 100) -> None:
@@ -161,37 +163,56 @@ class Sender:
         its tokens in one reservation, turns ``sending`` in one statement (committed), and
         its calls go out side by side. Rows sending and not yet settled never outnumber the
         slots (the concurrency), so a sender killed at any point leaves at most that many
-        ``unknown``."""
-        size = max(1, self.settings.concurrency // 4)
+        ``unknown``. A window that fails to be built (Redis, the database) is never called:
+        its rows stay ``pending`` and go back with the batch, and nothing of it reaches
+        ``group``, whose calls in flight go on."""
         todo = deque(rows)
         while todo:
             window: list[tuple[OutboxMessage, Channel]] = []
-            bucket: tuple[str, str, str] | None = None
-            while todo and len(window) < size:
-                row = todo[0]
-                channel = CHANNELS[row.channel]
-                key = (channel.platform, app_id(self.clients, row, channel), channel.api)
-                if bucket is not None and key != bucket:
-                    break  # the next window starts with this row
-                todo.popleft()
-                if await self._held_by_quiet_hours(row):
-                    continue
-                if window and slots.locked():
-                    todo.appendleft(row)  # no slot free: send what the window holds
-                    break
-                await slots.acquire()
-                window.append((row, channel))
-                bucket = key
-            if not window:
-                continue
-            assert bucket is not None
             try:
-                await self.limiter.acquire_many(*bucket, len(window))
-            except BaseException:
+                bucket = await self._fill_window(todo, window, slots)
+                if bucket is not None:
+                    await self.limiter.acquire_many(*bucket, len(window))
+            except BaseException as exc:
                 for _ in window:
                     slots.release()
-                raise
-            await self._start_window(window, slots, group)
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("outbox window not built", extra={"count": len(window)})
+                continue
+            if window:
+                await self._start_window(window, slots, group)
+
+    async def _fill_window(
+        self,
+        todo: deque[OutboxMessage],
+        window: list[tuple[OutboxMessage, Channel]],
+        slots: asyncio.Semaphore,
+    ) -> tuple[str, str, str] | None:
+        """Move the next rows of one bucket from ``todo`` into ``window``, a slot each; the
+        bucket (None: every row taken was held). A window is at most a quarter of the
+        concurrency and the bucket's burst: its calls go out at once when the last token is
+        due, so more than the burst would outrun the pace (and the platform's own limit)."""
+        size = max(1, self.settings.concurrency // 4)
+        bucket: tuple[str, str, str] | None = None
+        while todo and len(window) < size:
+            row = todo.popleft()  # taken first: a row that fails here is not retried now
+            channel = CHANNELS[row.channel]
+            key = (channel.platform, app_id(self.clients, row, channel), channel.api)
+            if bucket is not None and key != bucket:
+                todo.appendleft(row)  # the next window starts with this row
+                break
+            if await self._held_by_quiet_hours(row):
+                continue
+            if window and slots.locked():
+                todo.appendleft(row)  # no slot free: send what the window holds
+                break
+            await slots.acquire()
+            window.append((row, channel))
+            if bucket is None:
+                bucket = key
+                size = min(size, self.limiter.burst(channel.platform, channel.api))
+        return bucket
 
     async def _start_window(
         self,
@@ -199,16 +220,26 @@ class Sender:
         slots: asyncio.Semaphore,
         group: asyncio.TaskGroup,
     ) -> None:
+        ids = [row.id for row, _ in window]
         try:
-            won = await self.writes.start_all([row.id for row, _ in window])
-        except Exception:  # not known to be sending: never called (a lapsed lease: unknown)
+            won = await self.writes.start_all(ids)
+        except Exception:  # its commit unknown, but surely never called: pending again
             log.exception("outbox window not started", extra={"count": len(window)})
             won = set()
+            await self._release_uncalled(ids)
         calls = [(row, channel) for row, channel in window if row.id in won]
         for _ in range(len(window) - len(calls)):
             slots.release()  # rows another sender took over (or not started): not called
         if calls:
             group.create_task(self._call_window(calls, slots))
+
+    async def _release_uncalled(self, ids: list[int]) -> None:
+        """Rows whose start failed go back to the pool, ``sending`` or not: no call of theirs
+        was made (left as they are, a ``sending`` row would become ``unknown``)."""
+        try:
+            await outbox.release_uncalled(self.worker, ids)
+        except Exception:  # their lease lapses instead
+            log.exception("outbox rows not released", extra={"count": len(ids)})
 
     async def _call_window(
         self, calls: list[tuple[OutboxMessage, Channel]], slots: asyncio.Semaphore

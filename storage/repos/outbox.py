@@ -246,6 +246,15 @@ async def release_claims(worker: str, ids: Sequence[int] | None = None) -> int:
     return await rows.update(claimed_by="", lease_until=None)
 
 
+async def release_uncalled(worker: str, ids: Sequence[int]) -> int:
+    """Rows this worker claimed and never called go back to the pool, ``pending`` again
+    even if ``sending`` (their start committed but its answer was lost: no call followed)."""
+    rows = OutboxMessage.filter(id__in=list(ids), claimed_by=worker)
+    return await rows.filter(status__in=["pending", "sending"]).update(
+        status="pending", claimed_by="", lease_until=None
+    )
+
+
 async def release_group(group_key: str) -> int:
     """``held`` rows of a group become ``pending`` (the group is complete: send it)."""
     if not group_key:
