@@ -84,7 +84,7 @@ class SopEngine:
 
     async def resume(self, run: SopRun, *, runner: str, progress: Progress | None = None) -> SopRun:
         """Finish a run a dead runner left ``running`` (its claims are idempotent)."""
-        if not await runs.adopt(int(run.id), runner):
+        if not await runs.adopt(run, runner):
             return await SopRun.get(id=run.id)
         fire_time = run.fire_time.astimezone(self.services.settings.tz)
         return await self._execute(self.rule(run.sop_id), run, fire_time, progress)

@@ -56,9 +56,13 @@ async def finish(
     )
 
 
-async def adopt(run_id: int, runner: str) -> bool:
-    """A new leader takes over a run the previous leader left ``running``."""
-    changed = await SopRun.filter(id=run_id, status=RUNNING).update(runner=runner[:96])
+async def adopt(run: SopRun, runner: str) -> bool:
+    """A new leader takes over a run the previous leader left ``running``: a compare-and-
+    set on the runner it read, so of two schedulers adopting at once one wins."""
+    runners = list({run.runner, runner[:96]})  # the same adopter may adopt again
+    changed = await SopRun.filter(id=run.id, status=RUNNING, runner__in=runners).update(
+        runner=runner[:96]
+    )
     return changed == 1
 
 

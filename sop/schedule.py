@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -166,8 +166,7 @@ class SopScheduler:
                 return TickReport(leader=False)
             report = TickReport(leader=True)
             if self._adopt:
-                await self._resume_orphans(now, report)
-                self._adopt = False
+                self._adopt = await self._resume_orphans(now, report)
             await self._retry_failed(now, report)
             for sop_id, cron in self._crons().items():
                 if self._lost():  # the lease lapsed during a long tick
@@ -269,13 +268,23 @@ class SopScheduler:
                 continue
             report.resumed.append(run.id)
 
-    async def _resume_orphans(self, now: datetime, report: TickReport) -> None:
+    async def _resume_orphans(self, now: datetime, report: TickReport) -> bool:
+        """Resume the runs a dead leader left running; True when some were too young to
+        tell (look again next tick)."""
+        again = False
         ours = self._crons()  # event-triggered runs belong to whoever handles the event
+        # A run younger than one lease may belong to a leader that is still running it
+        # (its lease lapsed a moment ago: both believe they lead); it is left for a later
+        # tick, when a live runner would have finished it.
+        young = now - timedelta(seconds=self.leadership.lease_seconds)
         for run in await runs.unfinished():
             if run.sop_id not in ours:
                 continue
+            if run.runner != self.runner and run.started_at > young:
+                again = True  # look again next tick
+                continue
             job = self.jobs.get(run.sop_id)
-            if not await runs.adopt(run.id, self.runner):
+            if not await runs.adopt(run, self.runner):
                 continue
             log.warning(
                 "resuming a run left running",
@@ -292,3 +301,4 @@ class SopScheduler:
                 report.failed.append(run.sop_id)
                 continue
             report.resumed.append(run.id)
+        return again

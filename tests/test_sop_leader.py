@@ -89,7 +89,10 @@ async def test_a_follower_scheduler_takes_over_and_resumes_the_killed_run(
     await redis.delete(lease.name)
 
     assert await follower.keep_lease()
-    report = await follower.tick(clock.move(timedelta(seconds=20)))
+    # Too young to tell from a live leader whose lease lapsed: left for a later tick.
+    assert (await follower.tick(clock.move(timedelta(seconds=5)))).resumed == []
+    # A lease later (the leader's lease ran out: it stopped renewing) it is an orphan.
+    report = await follower.tick(clock.move(timedelta(seconds=30)))
     (run,) = await SopRun.all()
     assert report.resumed == [run.id]
     assert (run.status, run.runner) == ("done", follower.runner)
