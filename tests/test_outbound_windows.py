@@ -126,3 +126,22 @@ async def test_windows_never_exceed_the_burst_of_a_slow_account(
     assert max(Counter(c.at for c in calls).values()) == 4  # at most the burst at once
     assert calls[-1].at - calls[0].at == 4.0  # and no slower: 16 more tokens at 4/s
     assert accepted_per_recipient(fake) == dict.fromkeys(openids, 1)
+
+
+async def test_a_recipients_messages_go_out_one_pass_at_a_time_in_order(
+    services: Services, fake: FakeServer
+) -> None:
+    from storage.repos import outbox
+    from tests.conftest import OA_APPID
+
+    fake.platform.interaction(appid=OA_APPID, openid="oChat", kind="message")
+    now = services.clock.now()
+    for n in range(3):  # e.g. "started", "50 %", "final report" queued within one pass
+        message = outbox.NewMessage(f"chat:{n}", "oa_cs", "brand", "oChat", {"text": f"m{n}"}, "t")
+        await outbox.enqueue(message, now)
+    one = sender(services, concurrency=8)
+    assert await one.run_once() == 3  # claimed all three, sent the first only
+    assert await statuses() == {"sent": 1, "pending": 2}
+    await one.drain()
+    texts = [c.body["text"]["content"] for c in fake.platform.calls("oa", CUSTOM)]
+    assert texts == ["m0", "m1", "m2"]

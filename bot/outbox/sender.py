@@ -315,14 +315,19 @@ class Sender:
 
 
 def _one_per_task(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
-    """Claimed rows, one row standing for each WeCom task or mass group (it gathers the rest)."""
+    """Claimed rows, one row standing for each WeCom task or mass group (it gathers the
+    rest), and the first of each recipient's per-recipient rows: a pass sends its calls
+    side by side, so a recipient's second message waits for the next pass (it stays
+    pending; claims are in due order), and a member reads a chat's messages in order."""
     seen: set[tuple[str, str, str, str]] = set()
     kept = []
     for row in rows:
         if row.channel in TASK_CHANNELS or row.channel == OA_MASS:
-            task = (row.channel, row.account, row.group_key, row.staff_userid)
-            if task in seen:
-                continue
-            seen.add(task)
+            key = (row.channel, row.account, row.group_key, row.staff_userid)
+        else:
+            key = ("to", row.channel, row.account, row.recipient)
+        if key in seen:
+            continue
+        seen.add(key)
         kept.append(row)
     return kept
