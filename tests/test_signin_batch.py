@@ -187,14 +187,13 @@ async def test_a_failing_batch_is_written_one_by_one(
     await assert_one_award_per_member_day(fine)
 
 
+@pytest.mark.postgres  # PostgreSQL's batch statement: SQLite's batches take turns in one process
 async def test_two_processes_batches_of_the_same_members_award_each_once(
     service: SignInService, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two app processes' writers (two group commits), the same members in opposite orders:
     locks are taken in member order, so neither batch deadlocks or falls back; each member
     is signed in by exactly one of the two, and the other gets "already signed"."""
-    if db.is_sqlite(database):
-        pytest.skip("PostgreSQL's batch statement: SQLite's batches take turns in one process")
     members = await new_members(30)
     day = service.day_of(T0)
 
