@@ -36,7 +36,7 @@ async def test_only_the_first_claim_is_counted(any_cache: Cache) -> None:
     assert first is not None
     assert first.count == 1
     async with any_cache.hold(first, 1.0):
-        pass
+        assert not await lock_is_free(any_cache, gate.lock)  # held while the handler runs
     assert await any_cache.claim_admit(claim, gate) is None  # a retry: claimed before
     assert await any_cache.incr(gate.rate) == 2  # and it counted nothing
     assert await lock_is_free(any_cache, gate.lock)  # nor took the lock
@@ -205,7 +205,7 @@ async def test_claims_made_in_one_tick_share_a_pipeline_and_stay_exact() -> None
         for admission in admitted:
             if admission.locked:
                 async with cache.hold(admission, 1.0):
-                    pass
+                    assert not await lock_is_free(cache, gate.lock)
         assert await lock_is_free(cache, gate.lock)
     finally:
         await cache.close()

@@ -143,7 +143,7 @@ async def test_a_silent_connection_fails_its_pipeline_and_the_next_goes_on_a_fre
     assert admission is not None
     assert admission.locked
     async with faulty.hold(admission, 1.0):
-        pass
+        assert not await lock_is_free(faulty, gate.lock)  # on the fresh connection
     assert await lock_is_free(faulty, gate.lock)
     assert await faulty.claim_admit(claim, gate) is None  # the claim did reach Redis
 
@@ -177,7 +177,7 @@ async def test_a_claim_whose_reply_was_lost_is_still_the_first_deliverys(
     assert (admission.count, admission.locked) == (1, True)  # counted once, the lock ours
     assert not await lock_is_free(faulty, gate.lock)
     async with faulty.hold(admission, 1.0):
-        pass
+        assert not await lock_is_free(faulty, gate.lock)  # still ours while held
     assert await lock_is_free(faulty, gate.lock)
     assert await faulty.claim_admit(claim, gate) is None  # a real retry is still refused
     assert await faulty.incr(gate.rate) == 2  # and counted nothing
