@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from storage.entropy import random_token
 from storage.keys import Key
 
 
@@ -145,8 +145,8 @@ class MemoryCache:
         self._now = now
         self._values: dict[str, tuple[str, float]] = {}
         self._expiring: dict[int, deque[tuple[float, str]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._waiters: dict[str, int] = {}
+        # a held lock's name → the futures of those waiting for it, first come first served
+        self._held: dict[str, deque[asyncio.Future[None]]] = {}
         self._ops = 0
 
     def _live(self, name: str) -> str | None:
@@ -201,6 +201,9 @@ class MemoryCache:
 
     async def incr(self, key: Key) -> int:
         """Increment a counter."""
+        return self._incr(key)
+
+    def _incr(self, key: Key) -> int:
         current = self._live(key.name)
         value = int(current or 0) + 1
         if current is None:
@@ -209,81 +212,66 @@ class MemoryCache:
             self._values[key.name] = (str(value), self._values[key.name][1])
         return value
 
-    @asynccontextmanager
-    async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
-        """An asyncio lock per key, dropped when nobody holds or waits for it."""
-        await self._acquire(key, wait)
-        try:
-            yield
-        finally:
-            self._release(key.name)
+    def lock(self, key: Key, wait: float) -> AbstractAsyncContextManager[None]:
+        """A lock per key, held by one task at a time; waiters take turns in order."""
+        return _MemoryLock(self, key, wait)
 
     async def _acquire(self, key: Key, wait: float) -> None:
-        # Holders and waiters are counted: the lock object goes when the last one leaves.
-        lock = self._locks.setdefault(key.name, asyncio.Lock())
-        self._waiters[key.name] = self._waiters.get(key.name, 0) + 1
+        # Free: taken at once, nothing allocated but the (empty) queue of waiters and no
+        # timer — the common case. Held: wait in line, up to ``wait`` seconds; the holder
+        # hands the lock over to the first waiter when it releases.
+        name = key.name
+        waiters = self._held.get(name)
+        if waiters is None:
+            self._held[name] = deque()
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(turn)
         try:
             async with asyncio.timeout(wait):
-                await lock.acquire()
-        except TimeoutError:
-            self._leave(key.name)
-            raise CacheError(f"lock {key.name} busy") from None
-        except BaseException:
-            self._leave(key.name)
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._release(name)  # handed over just as we gave up: pass it on
+            else:
+                with suppress(ValueError):
+                    waiters.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise CacheError(f"lock {name} busy") from None
             raise
 
     def _release(self, name: str) -> None:
-        self._locks[name].release()
-        self._leave(name)
-
-    def _leave(self, name: str) -> None:
-        left = self._waiters[name] - 1
-        if left:
-            self._waiters[name] = left
-        else:
-            del self._waiters[name]
-            self._locks.pop(name, None)
+        waiters = self._held[name]
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():  # still waiting: the lock is now theirs
+                turn.set_result(None)
+                return
+        del self._held[name]
 
     def admit(
         self, rate: Key, limit: int, lock: Key, wait: float, peek: Key | None = None
     ) -> AbstractAsyncContextManager[Admission]:
         """:meth:`incr` then, within the limit, :meth:`lock` and :meth:`get` of ``peek``."""
-        return self._admit(Gate(rate, limit, lock, peek), wait)
+        return _MemoryAdmit(self, Gate(rate, limit, lock, peek), wait)
 
-    @asynccontextmanager
-    async def _admit(self, gate: Gate, wait: float) -> AsyncIterator[Admission]:
-        async with self.hold(await self._count(gate), wait) as admission:
-            yield admission
-
-    async def _count(self, gate: Gate) -> Admission:
+    def _count(self, gate: Gate) -> Admission:
         # the lock is taken (and the peek read) by hold(): nothing here suspends
-        count = await self.incr(gate.rate)
+        count = self._incr(gate.rate)
         if count > gate.limit:
             return Admission(count)
         return Admission(count, None, Held(gate.lock, ""), locked=False, peek=gate.peek)
 
     async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
         """:meth:`claim`, then the count of :meth:`admit` (the lock is taken by :meth:`hold`)."""
-        if not await self.claim(claim):
+        if self._live(claim.name) is not None:
             return None
-        return await self._count(gate)
+        self._store(claim, "1")
+        return self._count(gate)
 
-    @asynccontextmanager
-    async def hold(self, admission: Admission, wait: float) -> AsyncIterator[Admission]:
+    def hold(self, admission: Admission, wait: float) -> AbstractAsyncContextManager[Admission]:
         """Take the admission's lock (and read its peek), release it on exit unless kept."""
-        held = admission.held
-        if held is None:  # past the limit: nothing to hold
-            yield admission
-            return
-        if not admission.locked:
-            await self._acquire(held.lock, wait)
-            admission.locked = True
-            admission.peeked = None if admission.peek is None else self._live(admission.peek.name)
-        try:
-            yield admission
-        finally:
-            if not admission.kept:
-                self._release(held.lock.name)
+        return _MemoryHold(self, admission, wait)
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -292,6 +280,62 @@ class MemoryCache:
     async def close(self) -> None:
         """Nothing to release."""
         self._values.clear()
+
+
+# MemoryCache's context managers are classes, not ``@asynccontextmanager`` generators: they
+# are entered on every callback, and a class costs a fraction of a generator-based one.
+
+
+class _MemoryLock:
+    __slots__ = ("cache", "key", "wait")
+
+    def __init__(self, cache: MemoryCache, key: Key, wait: float) -> None:
+        self.cache, self.key, self.wait = cache, key, wait
+
+    async def __aenter__(self) -> None:
+        await self.cache._acquire(self.key, self.wait)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cache._release(self.key.name)
+
+
+class _MemoryHold:
+    __slots__ = ("admission", "cache", "wait")
+
+    def __init__(self, cache: MemoryCache, admission: Admission, wait: float) -> None:
+        self.cache, self.admission, self.wait = cache, admission, wait
+
+    async def __aenter__(self) -> Admission:
+        admission = self.admission
+        held = admission.held
+        if held is not None and not admission.locked:
+            await self.cache._acquire(held.lock, self.wait)
+            admission.locked = True
+            peek = admission.peek
+            admission.peeked = None if peek is None else self.cache._live(peek.name)
+        return admission
+
+    async def __aexit__(self, *exc: object) -> None:
+        admission = self.admission
+        held = admission.held
+        if held is not None and not admission.kept:  # past the limit: nothing was held
+            self.cache._release(held.lock.name)
+
+
+class _MemoryAdmit:
+    __slots__ = ("cache", "gate", "hold", "wait")
+
+    def __init__(self, cache: MemoryCache, gate: Gate, wait: float) -> None:
+        self.cache, self.gate, self.wait = cache, gate, wait
+        self.hold: _MemoryHold | None = None
+
+    async def __aenter__(self) -> Admission:
+        self.hold = _MemoryHold(self.cache, self.cache._count(self.gate), self.wait)
+        return await self.hold.__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.hold is not None
+        await self.hold.__aexit__(*exc)
 
 
 _UNLOCK = """
@@ -553,7 +597,7 @@ class RedisCache:
     @asynccontextmanager
     async def lock(self, key: Key, wait: float) -> AsyncIterator[None]:
         """SET NX PX with a random token, polled until ``wait``; released by a script."""
-        token = uuid.uuid4().hex
+        token = random_token()
         await self._acquire(key, token, time.monotonic() + wait)
         try:
             yield
@@ -565,18 +609,16 @@ class RedisCache:
     ) -> AbstractAsyncContextManager[Admission]:
         """One script: INCR + EXPIRE NX and, within the limit, SET NX PX and GET ``peek``;
         then :meth:`hold`. A kept lock is released by :meth:`put` (or expires with its TTL)."""
-        return self._admitted(Gate(rate, limit, lock, peek), wait)
+        return _RedisAdmit(self, Gate(rate, limit, lock, peek), wait)
 
-    @asynccontextmanager
-    async def _admitted(self, gate: Gate, wait: float) -> AsyncIterator[Admission]:
-        token = uuid.uuid4().hex
+    async def _admitted(self, gate: Gate, wait: float) -> Admission:
+        token = random_token()
         result = await self._admit(keys=_gate_keys(gate), args=_gate_args(gate, token))
-        async with self.hold(_admission(result, gate, token), wait) as admission:
-            yield admission
+        return _admission(result, gate, token)
 
     async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
         """One script: SET NX EX of ``claim`` and, when set, :meth:`admit`'s script."""
-        token = uuid.uuid4().hex
+        token = random_token()
         result = await self._pipeline.call(
             self._claim_admit,
             [claim.name, *_gate_keys(gate)],
@@ -584,23 +626,23 @@ class RedisCache:
         )
         return _admission(result, gate, token) if int(result[0]) else None
 
-    @asynccontextmanager
-    async def hold(self, admission: Admission, wait: float) -> AsyncIterator[Admission]:
+    def hold(self, admission: Admission, wait: float) -> AbstractAsyncContextManager[Admission]:
         """A lock the script found busy is polled, and ``peek`` read again once it is held
         (its holder may have changed the value); released on exit unless kept."""
+        return _RedisHold(self, admission, wait)
+
+    async def _take_held(self, admission: Admission, wait: float) -> None:
         held = admission.held
-        if held is None:  # past the limit: nothing to hold
-            yield admission
+        if held is None or admission.locked:  # past the limit, or the script took it
             return
-        if not admission.locked:
-            await self._acquire(held.lock, held.token, time.monotonic() + wait, tried=True)
-            admission.locked = True
-            admission.peeked = None if admission.peek is None else await self.get(admission.peek)
-        try:
-            yield admission
-        finally:
-            if not admission.kept:
-                await self._unlock(keys=[held.lock.name], args=[held.token])
+        await self._acquire(held.lock, held.token, time.monotonic() + wait, tried=True)
+        admission.locked = True
+        admission.peeked = None if admission.peek is None else await self.get(admission.peek)
+
+    async def _let_go(self, admission: Admission) -> None:
+        held = admission.held
+        if held is not None and not admission.kept:
+            await self._unlock(keys=[held.lock.name], args=[held.token])
 
     async def _acquire(self, key: Key, token: str, deadline: float, tried: bool = False) -> None:
         # SET NX PX, polled (5 ms doubling to 100 ms) until the deadline; ``tried`` when the
@@ -628,6 +670,38 @@ class RedisCache:
         """Close the connection pool (after the pipelines in flight)."""
         await self._pipeline.wait()
         await self._redis.aclose()
+
+
+class _RedisHold:
+    __slots__ = ("admission", "cache", "wait")
+
+    def __init__(self, cache: RedisCache, admission: Admission, wait: float) -> None:
+        self.cache, self.admission, self.wait = cache, admission, wait
+
+    async def __aenter__(self) -> Admission:
+        await self.cache._take_held(self.admission, self.wait)
+        return self.admission
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cache._let_go(self.admission)
+
+
+class _RedisAdmit:
+    __slots__ = ("admission", "cache", "gate", "wait")
+
+    def __init__(self, cache: RedisCache, gate: Gate, wait: float) -> None:
+        self.cache, self.gate, self.wait = cache, gate, wait
+        self.admission: Admission | None = None
+
+    async def __aenter__(self) -> Admission:
+        admission = await self.cache._admitted(self.gate, self.wait)
+        await self.cache._take_held(admission, self.wait)
+        self.admission = admission
+        return admission
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.admission is not None
+        await self.cache._let_go(self.admission)
 
 
 def _gate_keys(gate: Gate) -> list[str]:
