@@ -12,11 +12,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from storage.entropy import random16_bytes
 
 _BLOCK = 32
 
@@ -140,7 +141,7 @@ class MessageCrypto:
 
     def encrypt(self, message: str, random16: bytes | None = None) -> str:
         """Encrypt message text into base64 ciphertext with the current key."""
-        rnd = random16 if random16 is not None else os.urandom(16)
+        rnd = random16 if random16 is not None else random16_bytes()
         data = self._current.encrypt(message.encode(), self.receive_id.encode(), rnd)
         return base64.b64encode(data).decode()
 
