@@ -114,6 +114,15 @@ class Ctx:
     member: MemberRef | None = None
     match: Mapping[str, Any] = field(default_factory=dict)
 
+    def with_member(self, member: MemberRef) -> Ctx:
+        """This context for the sender's member (what ``dataclasses.replace`` would build,
+        without its per-call field introspection: this is on every callback's path)."""
+        return Ctx(self.inbound, self.services, self.now, self.trace, member, self.match)
+
+    def with_match(self, match: Mapping[str, Any]) -> Ctx:
+        """This context with the matched route's filter data."""
+        return Ctx(self.inbound, self.services, self.now, self.trace, self.member, match)
+
     @property
     def event_key(self) -> str:
         """The callback's dedupe key; downstream idempotency keys derive from it."""

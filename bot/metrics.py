@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -52,6 +54,22 @@ class Metrics:
             registry=self.registry,
         )
         self.points_breaks_read_at: float | None = None  # wall time of the last read
+        # Labelled children of the per-callback metrics, looked up once per label set:
+        # ``labels()`` checks and joins its values under a lock on every call.
+        self._callback_children: dict[tuple[str, str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def callback_done(self, platform: str, kind: str, outcome: str, seconds: float) -> None:
+        """Count one processed callback and observe its handler time."""
+        key = (platform, kind, outcome)
+        counter = self._callback_children.get(key)
+        if counter is None:
+            counter = self._callback_children[key] = self.callbacks.labels(*key)
+        counter.inc()
+        histogram = self._latency_children.get(platform)
+        if histogram is None:
+            histogram = self._latency_children[platform] = self.latency.labels(platform)
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from bot.context import Ctx, Services
@@ -104,7 +103,7 @@ class MemberMiddleware:
         member = await ctx.services.resolve_member(inbound, ctx.trace.identity)
         if member is not None:
             ctx.trace.member_id = member.id
-            ctx = dataclasses.replace(ctx, member=member)
+            ctx = ctx.with_member(member)
         return await call_next(inbound, ctx)
 
 

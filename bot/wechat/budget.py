@@ -24,8 +24,25 @@ class TimeoutBudget:
         self.seconds = seconds
 
     async def wait(self, task: asyncio.Future[Any]) -> bool:
-        """Wait up to ``seconds``."""
+        """Wait up to ``seconds``.
+
+        One future woken by the task's completion or by a timer: what ``asyncio.wait``
+        does for one task, without its set, its generic bookkeeping and a second wake-up.
+        """
         if task.done():
             return True
-        done, _ = await asyncio.wait({task}, timeout=self.seconds)
-        return bool(done)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(self.seconds, wake)
+        task.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+        return task.done()

@@ -212,8 +212,7 @@ class Intake:
             )
 
     def _record(self, inbound: Inbound, trace: Trace, elapsed: float) -> None:
-        self.metrics.callbacks.labels(inbound.platform, inbound.kind, trace.outcome).inc()
-        self.metrics.latency.labels(inbound.platform).observe(elapsed)
+        self.metrics.callback_done(inbound.platform, inbound.kind, trace.outcome, elapsed)
         self.recorder.add(
             InboundRecord(
                 dedupe_key=inbound.dedupe_key,
