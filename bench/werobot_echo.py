@@ -10,17 +10,26 @@ row per message, which an echo does not need and which would only slow it down.
 
 WeRoBot is WSGI-only (Bottle underneath). ``--server`` picks the WSGI server:
 
-- ``granian`` (default): granian's Rust HTTP server (HTTP/1.1 keep-alive), WSGI
-  interface, one worker process with ``--threads`` (8) blocking threads. The HTTP work runs
-  in Rust outside the GIL, so WeRoBot's Python gets nearly all of the core: by far its
-  best showing here (bench/README.md has the comparison).
+- ``run``: WeRoBot as it runs itself, its documented deployment (docs/deploy.rst):
+  ``robot.run(server="auto", host=…, port=…)``, nothing chosen by us. Bottle's ``auto``
+  takes the first of Waitress, Paste, Twisted, CherryPy, Cheroot, WSGIRef that imports;
+  with the bench extras that is waitress with waitress's defaults (4 threads).
+  ``--threads`` does not apply. Only Bottle's three-line banner is silenced (one line of
+  ours instead) and waitress's "Task queue depth" warnings (one per queued request under
+  load); nothing else of WeRoBot, Bottle or waitress is changed.
+- ``granian`` (the default here): granian's Rust HTTP server (HTTP/1.1 keep-alive), WSGI
+  interface, one worker process with ``--threads`` (8) blocking threads. Not a server
+  WeRoBot supports or documents; the HTTP work runs in Rust outside the GIL, so WeRoBot's
+  Python gets nearly all of the core: by far its best showing here (bench/README.md has
+  the comparison).
 - ``waitress``: waitress with ``--threads`` threads (pure Python, keep-alive).
 - ``gunicorn-gthread``: gunicorn, one worker with ``--threads`` threads (keep-alive).
 - ``gunicorn-gevent``: gunicorn with one gevent worker (erratic here: see the README).
 
-``GET /healthz`` answers 200 (a tiny WSGI wrapper; WeRoBot itself would answer 403 to an
-unsigned request). Install the servers with ``pip install -e '.[bench]'``
-(``make bench`` does it); they are not runtime dependencies of the project.
+``GET /healthz`` answers 200 (WeRoBot itself would answer 403 to an unsigned request): for
+``run`` a route added to the robot's own Bottle app (``robot.wsgi``), for the others a tiny
+WSGI wrapper. Install the servers with ``pip install -e '.[bench]'`` (``make bench`` does
+it); they are not runtime dependencies of the project.
 
 Run: ``.venv/bin/python bench/werobot_echo.py --config config.example.toml --port 8091``
 """
@@ -35,7 +44,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-SERVERS = ("granian", "waitress", "gunicorn-gthread", "gunicorn-gevent")
+SERVERS = ("granian", "run", "waitress", "gunicorn-gthread", "gunicorn-gevent")
+DEFAULT_THREADS = 8  # granian, waitress, gthread (``run`` keeps waitress's own default)
 _ENV_CONFIG, _ENV_ACCOUNT = "BENCH_WEROBOT_CONFIG", "BENCH_WEROBOT_ACCOUNT"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -90,6 +100,51 @@ def app_from_env() -> WsgiApp:
     acc = account(os.environ[_ENV_CONFIG], os.environ[_ENV_ACCOUNT])
     robot = make_robot(acc["token"], acc["encoding_aes_key"], acc["appid"])
     return with_healthz(robot.wsgi)
+
+
+def healthz() -> dict[str, bool]:
+    """``GET /healthz`` on the robot's Bottle app (Bottle renders the dict as JSON)."""
+    return {"ok": True}
+
+
+def _auto_pick() -> str:
+    """The server Bottle's ``auto`` will take: the first of its adapters that imports."""
+    import importlib.util
+
+    import bottle
+
+    modules = {"WaitressServer": "waitress", "PasteServer": "paste", "TwistedServer": "twisted",
+               "CherryPyServer": "cherrypy", "CherootServer": "cheroot",
+               "WSGIRefServer": "wsgiref"}  # fmt: skip
+    for adapter in bottle.AutoServer.adapters:
+        module = modules.get(adapter.__name__)
+        if module and importlib.util.find_spec(module) is not None:
+            if module == "waitress":
+                from waitress.adjustments import Adjustments
+
+                return f"waitress, its defaults ({Adjustments.threads} threads)"
+            return module
+    return "none of its adapters"
+
+
+def serve_run(robot: Any, host: str, port: int) -> None:
+    """WeRoBot's own entry point, as its docs deploy it: ``robot.run(server="auto")``."""
+    import logging
+
+    import bottle
+    import werobot
+
+    robot.wsgi.route("/healthz", "GET", healthz)  # a static route: matched before WeRoBot's
+    # Banner: one line instead of Bottle's three. AutoServer's own ``quiet`` only gates that
+    # banner: the adapter it picks is built without it, so waitress runs as it would anyway.
+    bottle.AutoServer.quiet = True
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # per queued request
+    banner = (
+        f"WeRoBot {werobot.__version__} robot.run(server='auto') on http://{host}:{port}/: "
+        f"Bottle {bottle.__version__} auto picks {_auto_pick()}"
+    )
+    print(banner, file=sys.stderr, flush=True)
+    robot.run(server="auto", host=host, port=port)
 
 
 def serve_gunicorn(app: WsgiApp, host: str, port: int, worker: str, threads: int) -> None:
@@ -160,24 +215,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--server", choices=SERVERS, default=SERVERS[0])
-    parser.add_argument("--threads", type=int, default=8, help="granian, waitress, gthread")
+    parser.add_argument(
+        "--threads", type=int, help=f"granian, waitress, gthread (default {DEFAULT_THREADS})"
+    )
     args = parser.parse_args(argv)
+    if args.server == "run" and args.threads is not None:
+        parser.error("--threads does not apply to --server run (robot.run chooses nothing)")
+    threads = DEFAULT_THREADS if args.threads is None else args.threads
+    if threads < 1:
+        parser.error("--threads must be at least 1")
     os.environ[_ENV_CONFIG] = os.path.abspath(args.config)
     os.environ[_ENV_ACCOUNT] = args.account
     try:
+        if args.server == "run":
+            acc = account(args.config, args.account)
+            robot = make_robot(acc["token"], acc["encoding_aes_key"], acc["appid"])
+            serve_run(robot, args.host, args.port)
+            return 0
         app = app_from_env()
     except ImportError as exc:
         print(f"error: {exc}; install the bench extras: pip install -e '.[bench]'")
         return 2
     if args.server == "granian":
-        serve_granian(args.host, args.port, args.threads)
+        serve_granian(args.host, args.port, threads)
     elif args.server == "waitress":
-        serve_waitress(app, args.host, args.port, args.threads)
+        serve_waitress(app, args.host, args.port, threads)
     else:
         worker = args.server.removeprefix("gunicorn-")
-        serve_gunicorn(
-            app, args.host, args.port, worker, args.threads if worker == "gthread" else 1
-        )
+        serve_gunicorn(app, args.host, args.port, worker, threads if worker == "gthread" else 1)
     return 0
 
 
