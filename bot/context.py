@@ -117,11 +117,25 @@ class Ctx:
     def with_member(self, member: MemberRef) -> Ctx:
         """This context for the sender's member (what ``dataclasses.replace`` would build,
         without its per-call field introspection: this is on every callback's path)."""
-        return Ctx(self.inbound, self.services, self.now, self.trace, member, self.match)
+        return Ctx(
+            inbound=self.inbound,
+            services=self.services,
+            now=self.now,
+            trace=self.trace,
+            member=member,
+            match=self.match,
+        )
 
     def with_match(self, match: Mapping[str, Any]) -> Ctx:
         """This context with the matched route's filter data."""
-        return Ctx(self.inbound, self.services, self.now, self.trace, self.member, match)
+        return Ctx(
+            inbound=self.inbound,
+            services=self.services,
+            now=self.now,
+            trace=self.trace,
+            member=self.member,
+            match=match,
+        )
 
     @property
     def event_key(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -56,8 +54,8 @@ class Metrics:
         self.points_breaks_read_at: float | None = None  # wall time of the last read
         # Labelled children of the per-callback metrics, looked up once per label set:
         # ``labels()`` checks and joins its values under a lock on every call.
-        self._callback_children: dict[tuple[str, str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
+        self._callback_children: dict[tuple[str, str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
 
     def callback_done(self, platform: str, kind: str, outcome: str, seconds: float) -> None:
         """Count one processed callback and observe its handler time."""

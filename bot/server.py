@@ -29,10 +29,6 @@ def serve(settings: Settings) -> None:
     # collector's scans (less GC work per callback on the hot path).
     gc.collect()
     gc.freeze()
-    # A callback allocates a few hundred short-lived objects; with the default 700 the
-    # youngest generation is scanned every few callbacks. 20,000 lets most of them die
-    # first (fewer scans, fewer survivors promoted), for a few MB of young objects.
-    gc.set_threshold(20_000, 50, 100)
     log.info(
         "serving",
         extra={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 
 class RandomPool:
@@ -14,7 +15,10 @@ class RandomPool:
     """
 
     def __init__(self, size: int = 4096) -> None:
+        if size < 16 or size % 16:
+            raise ValueError("the pool size must be a positive multiple of 16")
         self._size = size
+        self._lock = threading.Lock()  # callers are on the event loop today; cheap insurance
         self._pool = b""
         self._at = 0
         if hasattr(os, "register_at_fork"):  # a forked child must not reuse our bytes
@@ -24,11 +28,12 @@ class RandomPool:
         self._pool, self._at = b"", 0
 
     def __call__(self) -> bytes:
-        if self._at + 16 > len(self._pool):
-            self._pool, self._at = os.urandom(self._size), 0
-        at = self._at
-        self._at = at + 16
-        return self._pool[at : at + 16]
+        with self._lock:
+            if self._at + 16 > len(self._pool):
+                self._pool, self._at = os.urandom(self._size), 0
+            at = self._at
+            self._at = at + 16
+            return self._pool[at : at + 16]
 
 
 _POOL = RandomPool()

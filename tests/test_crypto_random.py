@@ -30,6 +30,12 @@ def test_every_prefix_is_sixteen_unused_bytes_and_the_pool_refills(
     assert reads == [64, 64, 64]  # 4 + 4 + 2: a read only when the pool runs out
 
 
+def test_a_pool_cut_in_anything_but_16_byte_pieces_is_refused() -> None:
+    for size in (0, 8, 40):
+        with pytest.raises(ValueError, match="multiple of 16"):
+            entropy.RandomPool(size=size)
+
+
 def test_a_forked_child_drops_the_parents_pool() -> None:
     pool = entropy.RandomPool(size=64)
     pool()
