@@ -95,4 +95,4 @@ async def test_a_waiter_handed_the_lock_as_its_wait_ends_passes_it_on() -> None:
         await waiter
     assert cache._held == {}  # passed on (to nobody): free
     async with cache.lock(LOCK, 0.01):
-        pass
+        assert LOCK.name in cache._held  # and taken again at once
