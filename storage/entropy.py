@@ -25,6 +25,8 @@ class RandomPool:
             os.register_at_fork(after_in_child=self._drop)
 
     def _drop(self) -> None:
+        # in a forked child: another thread may have held the lock at the fork
+        self._lock = threading.Lock()
         self._pool, self._at = b"", 0
 
     def __call__(self) -> bytes:
