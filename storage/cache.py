@@ -26,6 +26,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from storage.entropy import random_token
+from storage.futures import settle
 from storage.keys import Key
 
 
@@ -180,6 +181,9 @@ class MemoryCache:
 
     async def claim(self, key: Key, value: str = "1") -> bool:
         """Set the key only if absent."""
+        return self._claim(key, value)
+
+    def _claim(self, key: Key, value: str) -> bool:
         if self._live(key.name) is not None:
             return False
         self._store(key, value)
@@ -264,10 +268,7 @@ class MemoryCache:
 
     async def claim_admit(self, claim: Key, gate: Gate) -> Admission | None:
         """:meth:`claim`, then the count of :meth:`admit` (the lock is taken by :meth:`hold`)."""
-        if self._live(claim.name) is not None:
-            return None
-        self._store(claim, "1")
-        return self._count(gate)
+        return self._count(gate) if self._claim(claim, "1") else None
 
     def hold(self, admission: Admission, wait: float) -> AbstractAsyncContextManager[Admission]:
         """Take the admission's lock (and read its peek), release it on exit unless kept."""
@@ -454,20 +455,20 @@ class _ScriptPipeline:
         except TimeoutError:
             error = CacheError(f"redis did not answer within {self._timeout:g} s")
             for *_, future in batch:
-                _settle(future, error)
+                settle(future, error)
         except BaseException as error:  # the connection failed, or we were cancelled
             for *_, future in batch:
-                _settle(future, _failure(error))
+                settle(future, _failure(error))
             if not isinstance(error, Exception):
                 for *_, future in self._queue:
-                    _settle(future, CacheError("cancelled"))
+                    settle(future, CacheError("cancelled"))
                 self._queue = []
                 raise
 
     async def _execute(self, batch: list[_Call]) -> None:
         if len(batch) == 1:  # nothing to share: the plain call (it loads the script)
             script, keys, args, future = batch[0]
-            _settle(future, await _attempt(script(keys=keys, args=args)))
+            settle(future, await _attempt(script(keys=keys, args=args)))
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, keys, args, _ in batch:
@@ -476,7 +477,7 @@ class _ScriptPipeline:
         for (script, keys, args, future), result in zip(batch, results, strict=True):
             if isinstance(result, NoScriptError):
                 result = await _attempt(script(keys=keys, args=args))
-            _settle(future, result)
+            settle(future, result)
 
     async def wait(self) -> None:
         """Let the pipelines in flight and queued finish (before the pool closes)."""
@@ -508,15 +509,6 @@ def _reachable() -> Iterator[None]:
         yield
     except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:
         raise _failure(error) from error
-
-
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # its caller was cancelled
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 class RedisCache:

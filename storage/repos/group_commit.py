@@ -17,6 +17,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from storage.futures import settle
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,19 +68,10 @@ class GroupCommit(Generic[K, T, R]):
                 except Exception as error:  # the batch failed as a whole: so did each item
                     results = [error] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
+                    settle(future, result)
                 batch = []
         finally:
             self._writer = None
             for future in [f for _, f in batch] + [f for _, _, f in self._queue]:
                 future.cancel()  # only when the writer itself was cancelled (shutdown)
             self._queue = []
-
-
-def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
-    if future.done():  # the caller was cancelled
-        return
-    if isinstance(result, Exception):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
