@@ -117,23 +117,19 @@ class Ctx:
     def with_member(self, member: MemberRef) -> Ctx:
         """This context for the sender's member (what ``dataclasses.replace`` would build,
         without its per-call field introspection: this is on every callback's path)."""
+        return self._but(member, self.match)
+
+    def with_match(self, match: Mapping[str, Any]) -> Ctx:
+        """This context with the matched route's filter data."""
+        return self._but(self.member, match)
+
+    def _but(self, member: MemberRef | None, match: Mapping[str, Any]) -> Ctx:
         return Ctx(
             inbound=self.inbound,
             services=self.services,
             now=self.now,
             trace=self.trace,
             member=member,
-            match=self.match,
-        )
-
-    def with_match(self, match: Mapping[str, Any]) -> Ctx:
-        """This context with the matched route's filter data."""
-        return Ctx(
-            inbound=self.inbound,
-            services=self.services,
-            now=self.now,
-            trace=self.trace,
-            member=self.member,
             match=match,
         )
 
