@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 sys.path.append(str(_BENCH))
-from procs import child_env  # noqa: E402
+from procs import child_env, wait_healthy  # noqa: E402
 from stacks import ROOT, Stack, bench_settings, free_port, migrate, to_toml  # noqa: E402
 
 PYTHON = sys.executable
@@ -158,14 +157,16 @@ def instructions(members: int, connections: int) -> int:
     with tempfile.TemporaryDirectory(prefix="scrm-cost-") as tmp:
         work = Path(tmp)
         config, port = _config(work)
-        out = work / "callgrind.out"
-        server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-             PYTHON, "-m", "bot", "serve", "--config", str(config)],
-            cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        out, log = work / "callgrind.out", work / "server.log"
+        with log.open("wb") as sink:
+            server = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                 f"--callgrind-out-file={out}", PYTHON, "-m", "bot", "serve", "--config",
+                 str(config)],
+                cwd=ROOT, env=child_env(), stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
-            _wait_healthy(port)
+            wait_healthy(server, port, log)
             load = subprocess.Popen(
                 _loadgen(config, port, members, connections),
                 cwd=ROOT,
@@ -192,16 +193,6 @@ def instructions(members: int, connections: int) -> int:
     print(f"{total / members / 1000:.0f} k instructions per sign-in, every thread "
           f"({members} measured, {signed} sign_in rows)")  # fmt: skip
     return 0 if signed >= members else 1
-
-
-def _wait_healthy(port: int) -> None:
-    for _ in range(1200):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.25)
-    raise RuntimeError("the server under valgrind did not start within 5 minutes")
 
 
 def _control(*args: str | int) -> None:
