@@ -48,9 +48,15 @@ class Route:
         """The merged filter data when every filter matches, else None."""
         if not isinstance(event, self.types):
             return None
+        return self.filtered(event, ctx)
+
+    def filtered(self, event: Any, ctx: Ctx) -> Mapping[str, Any] | None:
+        """:meth:`match` for an event already known to be of one of the route's types."""
         data: dict[str, Any] = {}
         for flt in self.filters:
             result = flt(event, ctx)
+            if result is True:
+                continue
             if result is False:
                 return None
             if isinstance(result, Mapping):
@@ -98,6 +104,7 @@ class Dispatcher:
         self.routers = tuple(routers)
         self.middlewares = tuple(middlewares)
         self._routes = tuple(route for router in self.routers for route in router.routes)
+        self._by_type: dict[type, tuple[Route, ...]] = {}  # the routes an event class can match
         self._chain: Next = self._route
         for mw in reversed(self.middlewares):
             self._chain = _bind(mw, self._chain)
@@ -110,10 +117,18 @@ class Dispatcher:
             return NO_REPLY
         return result
 
+    def routes_for(self, kind: type) -> tuple[Route, ...]:
+        """The routes, in order, whose event types an event of class ``kind`` is one of."""
+        routes = self._by_type.get(kind)
+        if routes is None:
+            routes = tuple(route for route in self._routes if issubclass(kind, route.types))
+            self._by_type[kind] = routes
+        return routes
+
     async def _route(self, inbound: Inbound, ctx: Ctx) -> Reply | Unhandled:
         event = inbound.event
-        for route in self._routes:
-            data = route.match(event, ctx)
+        for route in self.routes_for(type(event)):
+            data = route.filtered(event, ctx)
             if data is not None:
                 if data:
                     ctx = ctx.with_match(data)
