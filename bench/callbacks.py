@@ -206,6 +206,13 @@ def line(r: dict[str, Any]) -> str:
             if r.get("server_cpu_ms_per_request") is not None
             else ""
         )
+        + (
+            f"; other CPU {r['other_cpu_ms_per_request']:.3f} ms/request"
+            if r.get("other_cpu_ms_per_request") is not None
+            else ""
+        )
+        + (f"; stolen {r['stolen_s']:.2f} s" if r.get("stolen_s") else "")
+        + (f"; quiet {r['settled_s']:.1f} s after the warm-up" if r.get("settled_s") else "")
         + (f"; rows: {json.dumps(rows)}" if rows else "")
     )
 

@@ -36,6 +36,7 @@ from bot.wechat.crypto import MessageCrypto
 
 REQUEST_TIMEOUT = 10.0
 WARMUP_TIMEOUT = 240.0
+SETTLE_LIMIT = 30.0  # seconds to wait for a quiet server after the warm-up
 MAX_ERRORS_SHOWN = 10
 
 _TEXT_XML = (
@@ -156,6 +157,10 @@ class Run:
     completed: int = 0
     answered: int = 0  # warm-up included: every 200 response
     server_cpu: float | None = None  # the server's CPU seconds in the window (--server-pid)
+    settled: float = 0.0  # seconds waited after the warm-up for the server to be quiet
+    other_cpu: float | None = None  # the machine's busy CPU seconds in the window, less the
+    # server's and the load generator's: the database, Redis, anything else
+    stolen: float | None = None  # CPU seconds the hypervisor took in the window
 
     def take(self, limit: int) -> int | None:
         """The next request index below ``limit``, or None."""
@@ -206,6 +211,43 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_seconds() -> tuple[float, float] | None:
+    """CPU seconds the whole machine has been busy and has had stolen (by the hypervisor)
+    so far, from ``/proc/stat``; None where there is none."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks) - ticks[3] - ticks[4] - ticks[7]
+    return busy / tick, ticks[7] / tick
+
+
+async def settle(pid: int | None, limit: float = SETTLE_LIMIT) -> float:
+    """Wait until the server has finished the warm-up's background work; the seconds waited.
+
+    The warm-up's requests leave work behind them (InboundEvent rows and activity times
+    written in batches after the replies): measured from the last warm-up reply, that work
+    would be charged to the measured requests. Quiet means at most one clock tick (10 ms
+    on Linux) of CPU in each of two 0.1 s samples in a row; after ``limit`` seconds the
+    measurement starts anyway.
+    """
+    began = time.perf_counter()
+    last = cpu_seconds(pid)
+    if last is None:
+        return 0.0
+    quiet = 0
+    while quiet < 2 and time.perf_counter() - began < limit:
+        await asyncio.sleep(0.1)
+        now = cpu_seconds(pid)
+        if now is None:
+            break
+        quiet = quiet + 1 if now - last < 0.015 else 0
+        last = now
+    return time.perf_counter() - began
+
+
 async def drive(
     host: str,
     port: int,
@@ -228,15 +270,22 @@ async def drive(
             run.errors.append(f"warm-up unfinished after {WARMUP_TIMEOUT:.0f}s: {run.next_index}")
             run.next_index = warmup  # never measure a warm-up request
         gc.collect()
+        run.settled = await settle(server_pid)
         cpu_before = cpu_seconds(server_pid)
+        machine_before, own_before = machine_seconds(), cpu_seconds(os.getpid())
         started = time.perf_counter()
         deadline = started + seconds
         total = len(run.requests)
         await asyncio.gather(*(_worker(c, run, total, deadline, True) for c in conns))
         elapsed = time.perf_counter() - started
         cpu_after = cpu_seconds(server_pid)
+        machine_after, own_after = machine_seconds(), cpu_seconds(os.getpid())
         if cpu_before is not None and cpu_after is not None:
             run.server_cpu = cpu_after - cpu_before
+            if machine_before and machine_after and own_before is not None and own_after:
+                busy = machine_after[0] - machine_before[0]
+                run.other_cpu = busy - run.server_cpu - (own_after - own_before)
+                run.stolen = machine_after[1] - machine_before[1]
         return elapsed
     finally:
         for c in conns:
@@ -310,6 +359,13 @@ def summary(
         "reply_kinds": dict(checked[1].most_common(5)),
         "exhausted": exhausted,
         "server_cpu_s": None if run.server_cpu is None else round(run.server_cpu, 3),
+        "settled_s": round(run.settled, 2),
+        "other_cpu_ms_per_request": (
+            round(run.other_cpu * 1000 / run.completed, 3)
+            if run.other_cpu is not None and run.completed
+            else None
+        ),
+        "stolen_s": None if run.stolen is None else round(run.stolen, 2),
         "server_cpu_ms_per_request": (
             round(run.server_cpu * 1000 / run.completed, 3)
             if run.server_cpu is not None and run.completed

@@ -43,15 +43,20 @@ class MemberRef:
 class MemberResolver(Protocol):
     """Finds (or creates) the member behind a callback's sender."""
 
-    async def __call__(self, inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+    async def __call__(
+        self, inbound: Inbound, cached: str | None = None, now: datetime | None = None
+    ) -> MemberRef | None:
         """The member, or None for senders that are not members (staff, the platform).
 
         ``cached`` is the sender's identity-cache value when the caller already read it
-        (the sender gate reads it with its admission); None: look it up.
+        (the sender gate reads it with its admission); None: look it up. ``now``: the
+        callback's time (its handlers' ``Ctx.now``), the activity time it notes.
         """
 
 
-async def no_member(inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+async def no_member(
+    inbound: Inbound, cached: str | None = None, now: datetime | None = None
+) -> MemberRef | None:
     """Resolver used until a member service is wired: nobody is a member yet."""
     return None
 

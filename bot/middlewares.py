@@ -100,7 +100,7 @@ class MemberMiddleware:
 
     async def __call__(self, inbound: Inbound, ctx: Ctx, call_next: Next) -> Reply | Unhandled:
         """Attach the member (if any) to the context (the gate may have read its cache entry)."""
-        member = await ctx.services.resolve_member(inbound, ctx.trace.identity)
+        member = await ctx.services.resolve_member(inbound, ctx.trace.identity, ctx.now)
         if member is not None:
             ctx.trace.member_id = member.id
             ctx = ctx.with_member(member)

@@ -218,6 +218,19 @@ async def test_the_recorder_erases_rows_of_members_erased_before_its_flush(
     assert await InboundEvent.filter(member_id=member.id).count() == 1
 
 
+async def test_erased_among_finds_the_erased_in_a_long_list(database: str) -> None:
+    from storage.repos import erasure
+
+    at = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    gone = await Member.create(code="ERASED02", status="deleted", deleted_at=at, created_at=at)
+    kept = await Member.create(code="KEPT0002", created_at=at)
+    # more ids than one SQLite chunk, the erased one in the last chunk, repeats
+    ids = [*range(10_000, 10_700), kept.id, gone.id, gone.id]
+    assert await erasure.erased_among(ids) == [gone.id]
+    assert await erasure.erased_among([kept.id]) == []
+    assert await erasure.erased_among([]) == []
+
+
 async def test_erase_again_catches_rows_written_during_the_erasure(database: str) -> None:
     from storage.repos import erasure
 

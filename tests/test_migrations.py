@@ -50,3 +50,20 @@ def test_cli_migrate_on_a_fresh_clone(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["--config", str(config), "migrate"]) == 0
     assert dbfile.exists()
     assert "migrations applied" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+async def test_member_and_identity_rows_have_room_for_in_place_updates(database: str) -> None:
+    # 0011: fillfactor 85 on the two tables every callback updates, and no index on
+    # member.last_active_at (an indexed column changed makes every update write each index)
+    conn = connections.get("default")
+    _, rows = await conn.execute_query(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('member', 'identity')"
+    )
+    assert {row["relname"]: row["reloptions"] for row in rows} == {
+        "member": ["fillfactor=85"],
+        "identity": ["fillfactor=85"],
+    }
+    _, rows = await conn.execute_query("SELECT indexdef FROM pg_indexes WHERE tablename = 'member'")
+    assert rows
+    assert not [row for row in rows if "last_active_at" in row["indexdef"]]

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from tortoise import connections
 
 from bot.app import build_services
 from bot.config import Settings
@@ -16,7 +17,15 @@ from bot.services import points
 from bot.services.signin import SignInResult, SignInService
 from handlers.signin import times
 from storage import db
-from storage.models import GrowthEntry, Member, PointsAllocation, PointsEntry, PointsLot, SignIn
+from storage.models import (
+    GrowthEntry,
+    Identity,
+    Member,
+    PointsAllocation,
+    PointsEntry,
+    PointsLot,
+    SignIn,
+)
 from storage.repos import signin_sqlite
 from storage.repos.points import UnknownMember
 from tests.conftest import AppMaker, base_config, make_settings
@@ -340,6 +349,38 @@ async def test_member_day_reply_names_the_multiplier(
     text = reply_fields(oa_crypto(settings), await resp.text())["Content"]
     assert "获得 10 积分" in text
     assert "今天是会员日，签到积分 ×2" in text
+
+
+@pytest.mark.postgres
+async def test_on_postgres_the_sign_in_moves_last_active_at_so_the_activity_flush_has_none(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    settings = make_settings(base_config(database))
+    client = await make_client(settings)
+    crypto = oa_crypto(settings)
+    conn = connections.get("default")
+
+    async def version() -> tuple[str, datetime]:
+        # xmin: the transaction that wrote the row's current version
+        _, rows = await conn.execute_query("SELECT xmin::text AS v, last_active_at FROM member")
+        return rows[0]["v"], rows[0]["last_active_at"]
+
+    async def say(text: str) -> str:
+        resp = await post_oa(
+            client, settings, oa_text(text, openid="oActive"), timestamp=int(wall.now)
+        )
+        return str(reply_fields(crypto, await resp.text())["Content"])
+
+    assert "可用指令" in await say("帮助")  # the member, created; its activity flushed
+    await _flush(client)
+    wall.advance(3600)
+    assert "签到成功" in await say("签到")
+    signed, active = await version()
+    assert active == datetime.fromtimestamp(wall.now, UTC)  # written by the sign-in itself
+    await _flush(client)
+    assert await version() == (signed, active)  # the flush wrote no new member version
+    identity = await Identity.get(value="oActive")
+    assert identity.last_message_at == datetime.fromtimestamp(wall.now, UTC)
 
 
 async def _flush(client: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.clock import BusinessClock
 from bot.config import Settings
 from bot.context import MemberRef
@@ -50,10 +52,15 @@ class MemberService:
             return None
         return self.keys.identity(*self.oa_identity(inbound))
 
-    async def resolve(self, inbound: Inbound, cached: str | None = None) -> MemberRef | None:
+    async def resolve(
+        self, inbound: Inbound, cached: str | None = None, now: datetime | None = None
+    ) -> MemberRef | None:
         """The OA sender's member, created on first contact; None for non-members.
 
         ``cached``: the sender's identity-cache value when already read (else it is read).
+        ``now``: the callback's time, noted as the activity's (else the clock's): the same
+        instant a sign-in writes as ``last_active_at``, so the activity flush after it has
+        nothing left to write for that member.
         """
         if inbound.platform != "oa" or not inbound.from_member:
             return None
@@ -63,9 +70,8 @@ class MemberService:
         ) or await self._load(identity)
         is_message = not inbound.kind.startswith("event:")
         is_event = inbound.kind in WINDOW_EVENTS
-        self.activity.touch(
-            identity, member.id, self.clock.now(), message=is_message, event=is_event
-        )
+        at = self.clock.now() if now is None else now
+        self.activity.touch(identity, member.id, at, message=is_message, event=is_event)
         return member
 
     async def _cached(self, identity: tuple[str, str, str]) -> MemberRef | None:

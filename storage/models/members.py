@@ -34,7 +34,7 @@ class Member(Model):
     marketing_opt_out = fields.BooleanField(default=False, db_index=True)
     deleted_at = fields.DatetimeField(null=True)
     referred_by_id = fields.BigIntField(null=True)
-    last_active_at = fields.DatetimeField(null=True, db_index=True)
+    last_active_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
     class Meta:

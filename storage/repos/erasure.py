@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise import fields
+from tortoise import connections, fields
 from tortoise.expressions import Q
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
@@ -252,9 +252,29 @@ async def erase_again(member_id: int, tokens: Mapping[str, str]) -> dict[str, in
 
 
 async def erased_among(member_ids: Iterable[int]) -> list[int]:
-    """Which of these members are erased (one primary-key lookup)."""
+    """Which of these members are erased (one primary-key lookup).
+
+    Raw SQL: it runs after every InboundEvent flush, where building the ORM query cost
+    more than the lookup itself.
+    """
     ids = sorted(set(member_ids))
     if not ids:
         return []
-    rows = await Member.filter(id__in=ids, status=DELETED).values_list("id", flat=True)
-    return [int(str(i)) for i in rows]
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "postgres":
+        sql, values = _ERASED_PG, [ids, DELETED]
+    else:  # SQLite's limit on bound variables: in chunks
+        found: list[int] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT id FROM member WHERE status = ? AND id IN ({marks})"  # noqa: S608
+            _, rows = await conn.execute_query(sql, [DELETED, *chunk])
+            found += [int(row["id"]) for row in rows]
+        return found
+    _, rows = await conn.execute_query(sql, values)
+    return [int(row["id"]) for row in rows]
+
+
+_ERASED_PG = "SELECT id FROM member WHERE id = ANY($1::bigint[]) AND status = $2"
+_CHUNK = 500

@@ -14,6 +14,9 @@ Round trips in the common case (the member has no points debt):
   the lot and the balance. Sub-statements of a data-modifying CTE share one snapshot and
   cannot see each other's rows (DESIGN §11), so every step is fed by the ``RETURNING``
   of the step before, and the only row updated (the member) existed before the statement.
+  That update also moves the member's ``last_active_at`` to the sign-in's time, the
+  time the activity recorder noted for the callback: its flush then finds nothing to
+  write for that member (on a table whose updates stay in place: migration 0011).
 - SQLite (no DML inside CTEs): group commit (``storage.repos.signin_sqlite``): the
   sign-ins that arrive while one transaction runs are written together in the next, with
   four multi-row statements per batch. Inside a caller's own transaction a sign-in is

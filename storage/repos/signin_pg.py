@@ -101,7 +101,8 @@ def batch_statement(rules: Rules) -> str:
         "l AS (INSERT INTO points_lot (member_id, entry_id, amount, remaining, expires_at, "
         "created_at) SELECT e.member_id, e.id, e.amount, e.amount, a.expires_at, e.created_at "
         "FROM e JOIN a ON a.member_id = e.member_id WHERE e.amount > 0 RETURNING id), "
-        "u AS (UPDATE member SET points_balance = member.points_balance + e.amount FROM e "
+        "u AS (UPDATE member SET points_balance = member.points_balance + e.amount, "
+        "last_active_at = GREATEST(member.last_active_at, e.created_at) FROM e "
         "WHERE member.id = e.member_id RETURNING member.id, member.points_balance) "
         # as in the single statement: t sees rows committed before the statement only
         "SELECT a.member_id, s.member_id IS NOT NULL AS signed, "

@@ -162,7 +162,9 @@ def postgres_statement(rules: Rules) -> str:
         "l AS (INSERT INTO points_lot (member_id, entry_id, amount, remaining, expires_at, "
         "created_at) SELECT member_id, id, amount, amount, {7}, {5} FROM e "
         "WHERE amount > 0 RETURNING id), "
-        "u AS (UPDATE member SET points_balance = member.points_balance + e.amount FROM e "
+        # last_active_at here too: the activity flush after it then finds nothing to write
+        "u AS (UPDATE member SET points_balance = member.points_balance + e.amount, "
+        "last_active_at = GREATEST(member.last_active_at, {5}) FROM e "
         "WHERE member.id = e.member_id RETURNING member.points_balance) "
         # t sees rows committed before the statement only: a racer that lost to a winner
         # still running gets the same streak from a (same yesterday, same formula)
