@@ -211,6 +211,11 @@ def line(r: dict[str, Any]) -> str:
             if r.get("other_cpu_ms_per_request") is not None
             else ""
         )
+        + "".join(
+            f"; {name} {ms:.3f}"
+            for name, ms in (r.get("services_cpu_ms_per_request") or {}).items()
+            if ms >= 0.005
+        )
         + (f"; stolen {r['stolen_s']:.2f} s" if r.get("stolen_s") else "")
         + (f"; quiet {r['settled_s']:.1f} s after the warm-up" if r.get("settled_s") else "")
         + (f"; rows: {json.dumps(rows)}" if rows else "")

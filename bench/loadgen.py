@@ -161,6 +161,7 @@ class Run:
     other_cpu: float | None = None  # the machine's busy CPU seconds in the window, less the
     # server's and the load generator's: the database, Redis, anything else
     stolen: float | None = None  # CPU seconds the hypervisor took in the window
+    services_cpu: dict[str, float] = field(default_factory=dict)  # by process name
 
     def take(self, limit: int) -> int | None:
         """The next request index below ``limit``, or None."""
@@ -224,6 +225,27 @@ def machine_seconds() -> tuple[float, float] | None:
     return busy / tick, ticks[7] / tick
 
 
+SERVICES = ("postgres", "redis-server")  # process names whose CPU the report shows apart
+
+
+def services_seconds() -> dict[str, float]:
+    """CPU seconds so far of the processes named in SERVICES (every PostgreSQL backend
+    alive now, Redis), by name; empty where /proc is missing."""
+    found = dict.fromkeys(SERVICES, 0.0)
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return {}
+    for pid in entries:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if name in found:
+            found[name] += cpu_seconds(int(pid)) or 0.0
+    return found
+
+
 async def settle(pid: int | None, limit: float = SETTLE_LIMIT) -> float:
     """Wait until the server has finished the warm-up's background work; the seconds waited.
 
@@ -273,6 +295,7 @@ async def drive(
         run.settled = await settle(server_pid)
         cpu_before = cpu_seconds(server_pid)
         machine_before, own_before = machine_seconds(), cpu_seconds(os.getpid())
+        services_before = services_seconds()
         started = time.perf_counter()
         deadline = started + seconds
         total = len(run.requests)
@@ -280,6 +303,11 @@ async def drive(
         elapsed = time.perf_counter() - started
         cpu_after = cpu_seconds(server_pid)
         machine_after, own_after = machine_seconds(), cpu_seconds(os.getpid())
+        services_after = services_seconds()
+        # a backend that exited in the window is missing from one side: counted from 0
+        run.services_cpu = {
+            name: services_after[name] - services_before.get(name, 0.0) for name in services_after
+        }
         if cpu_before is not None and cpu_after is not None:
             run.server_cpu = cpu_after - cpu_before
             if machine_before and machine_after and own_before is not None and own_after:
@@ -366,6 +394,11 @@ def summary(
             else None
         ),
         "stolen_s": None if run.stolen is None else round(run.stolen, 2),
+        "services_cpu_ms_per_request": {
+            name: round(seconds * 1000 / run.completed, 3)
+            for name, seconds in run.services_cpu.items()
+            if run.completed
+        },
         "server_cpu_ms_per_request": (
             round(run.server_cpu * 1000 / run.completed, 3)
             if run.server_cpu is not None and run.completed

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import functools
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from storage import db
 from storage.repos.points import UnknownMember
 from storage.repos.signin_sql import (
     PG_ARRAY_TYPES,
+    TODAYS_ROW,
     Attempt,
     Batches,
     Key,
@@ -60,8 +61,12 @@ async def sign_in_alone(conn: BaseDBAsyncClient, attempt: Attempt, rules: Rules)
 
 
 async def write(key: Key, attempts: list[Attempt]) -> list[Outcome | Exception]:
-    """One batch (the group commit's write) in one statement; if it fails, each alone."""
-    conn = connections.get("default")
+    """One batch (the group commit's write) in one statement; if it fails, each alone.
+
+    On the ``batch`` connection (``storage.db.batch_client``): its statements keep their
+    generic plans, where this one was planned again for every batch.
+    """
+    conn = db.batch_client()
     try:
         return await _batch(conn, key[2], attempts)
     except Exception as error:
@@ -91,7 +96,7 @@ def batch_statement(rules: Rules) -> str:
         f"WITH p AS ({_ATTEMPTS}), "  # noqa: S608 - rules are validated, see signin_sql
         "locked AS (SELECT id, tier, points_balance, points_debt FROM member "
         "WHERE id = ANY({1}) ORDER BY id FOR UPDATE), "
-        f"a AS ({award_source(rules, _MEMBERS, carry=carry)}), "
+        f"a AS ({award_source(rules, _MEMBERS, carry=carry, fenced=True)}), "
         f"s AS ({insert_sign_in('a', debt_free=True, created='w.now')}), "
         "e AS (INSERT INTO points_entry (member_id, idempotency_key, kind, amount, base, "
         "tier_multiplier, day_multiplier, reason, source, ref, created_at) "
@@ -110,7 +115,7 @@ def batch_statement(rules: Rules) -> str:
         "a.points_debt AS debt, COALESCE(u.points_balance, a.points_balance) AS balance, "
         "s.member_id IS NULL AND t.streak IS NULL AND a.points_debt > 0 AS blocked "
         "FROM a LEFT JOIN s ON s.member_id = a.member_id LEFT JOIN u ON u.id = a.member_id "
-        "LEFT JOIN sign_in t ON t.member_id = a.member_id AND t.day = {2}"
+        f"LEFT JOIN LATERAL {TODAYS_ROW} t ON TRUE"
     )
 
 

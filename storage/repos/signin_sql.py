@@ -112,18 +112,30 @@ def _tier_case(rules: Rules, tier: str) -> str:
     return f"CASE {tier} {' '.join(arms)} ELSE {int(rules.default_tier_multiplier)} END"
 
 
-def award_source(rules: Rules, member: str, carry: str = "") -> str:
+# today's row of member ``a``, looked up by its key for each member (OFFSET 0: a fence,
+# so the planner cannot turn the lookups back into a join over the whole table)
+TODAYS_ROW = (
+    "(SELECT t.streak FROM sign_in t WHERE t.member_id = a.member_id AND t.day = {2} OFFSET 0)"
+)
+
+
+def award_source(rules: Rules, member: str, carry: str = "", fenced: bool = False) -> str:
     """One row per member: tier, totals, the streak today would make, its base and tier ×.
 
     ``member`` is a table expression with the member columns (and ``carry``'s, e.g.
-    ``", m.now"``, which the rows carry along).
+    ``", m.now"``, which the rows carry along). ``fenced`` (PostgreSQL only): the inner
+    query is kept apart (``OFFSET 0``), so yesterday's row is looked up once per member
+    rather than once for the streak and again inside the base's CASE.
     """
     return (
         f"SELECT c.*, {_base_case(rules, 'c.streak')} AS base, "  # noqa: S608 - see _tier_case
         f"{_tier_case(rules, 'c.tier')} AS tier_multiplier FROM ("
         "SELECT m.id AS member_id, m.tier, m.points_balance, m.points_debt, "
-        f"COALESCE(y.streak, 0) + 1 AS streak{carry} "
-        f"FROM {member} m LEFT JOIN sign_in y ON y.member_id = m.id AND y.day = {{3}}) c"
+        # a subquery per member, not a join: PostgreSQL's plan for a join chose a seq
+        # scan + hash of sign_in while the table was young, and kept it as it grew
+        "COALESCE((SELECT y.streak FROM sign_in y WHERE y.member_id = m.id "
+        f"AND y.day = {{3}}), 0) + 1 AS streak{carry} FROM {member} m"
+        f"{' OFFSET 0' if fenced else ''}) c"
     )
 
 
@@ -153,7 +165,7 @@ def postgres_statement(rules: Rules) -> str:
     return (
         "WITH locked AS (SELECT id, tier, points_balance, points_debt FROM member "  # noqa: S608
         "WHERE id = {1} FOR UPDATE), "
-        f"a AS ({award_source(rules, 'locked')}), "
+        f"a AS ({award_source(rules, 'locked', fenced=True)}), "
         f"s AS ({insert_sign_in('a', debt_free=True)}), "
         "e AS (INSERT INTO points_entry (member_id, idempotency_key, kind, amount, base, "
         "tier_multiplier, day_multiplier, reason, source, ref, created_at) "
@@ -173,7 +185,7 @@ def postgres_statement(rules: Rules) -> str:
         "COALESCE(u.points_balance, a.points_balance) AS balance, "
         "s.member_id IS NULL AND t.streak IS NULL AND a.points_debt > 0 AS blocked "
         "FROM a LEFT JOIN s ON TRUE LEFT JOIN u ON TRUE "
-        "LEFT JOIN sign_in t ON t.member_id = a.member_id AND t.day = {2}"
+        f"LEFT JOIN LATERAL {TODAYS_ROW} t ON TRUE"
     )
 
 
