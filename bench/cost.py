@@ -186,7 +186,7 @@ def _top(stats: pstats.Stats, members: int, top: int) -> None:
         print(f"{ncalls / members:>14.2f}{tottime * 1000 / members:>13.4f}  {name} {where}")
 
 
-def instructions(stack: Stack, members: int, connections: int) -> int:
+def instructions(stack: Stack, members: int, connections: int, keep: str = "") -> int:
     """Instructions per sign-in (every thread) under callgrind."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("error: --instructions needs valgrind (apt install valgrind)")
@@ -225,6 +225,8 @@ def instructions(stack: Stack, members: int, connections: int) -> int:
         if not dumps:
             print("error: callgrind wrote no dump")
             return 1
+        if keep:
+            shutil.copy(dumps[0], keep)
         lines = Path(dumps[0]).read_text().splitlines()
         total = sum(int(line.split()[1]) for line in lines if line.startswith("totals:"))
     print(f"{total / members / 1000:.0f} k instructions per sign-in, every thread "
@@ -244,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--instructions", action="store_true", help="callgrind (valgrind)")
     parser.add_argument("--top", type=int, default=0, help="also list the N most-called functions")
-    parser.add_argument("--save", default="", help="write the cProfile stats to this file")
+    parser.add_argument(
+        "--save",
+        default="",
+        help="write the cProfile stats (or, with --instructions, the "
+        "callgrind dump, for callgrind_annotate) to this file",
+    )
     parser.add_argument("--db", default="", help="postgres://…/NAME_WITH_bench (re-created)")
     parser.add_argument("--redis", default="", help="redis://…/N, N ≠ 0 (flushed)")
     args = parser.parse_args(argv)
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         if args.instructions:
-            return instructions(stack, args.members, min(args.connections, 8))
+            return instructions(stack, args.members, min(args.connections, 8), args.save)
         return calls(stack, args.members, args.connections, args.top, args.save)
     except (RuntimeError, OSError) as exc:
         print(f"error: {exc}")

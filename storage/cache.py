@@ -355,21 +355,28 @@ return 1
 # The admission: KEYS (from offset o): rate, lock[, peek]. ARGV: rate TTL (s), limit, lock
 # token, lock TTL (ms). Returns {count, 1 when the lock was taken else 0[, peek's value or
 # nil]}; past the limit the lock is not tried and nothing is read. ``again``: this call ran
-# before (its reply was lost and the client sent it again): the use is not counted twice
-# and a lock already held by this token counts as taken.
+# before (its reply was lost and the client sent it again): the use is not counted twice,
+# and a lock already held by this token means the first run admitted it and took the lock,
+# whatever the count is now (other calls may have been counted since: refusing it then
+# would leave its lock held, by nobody, for the lock's whole TTL).
 _ADMISSION = """
-local count
+local count, limit = 0, tonumber(ARGV[2])
+local held = 0
 if again then
   count = tonumber(redis.call('get', KEYS[o + 1]) or '0')
   if count < 1 then count = 1 end
+  if redis.call('get', KEYS[o + 2]) == ARGV[3] then
+    held = 1
+    if count > limit then count = limit end
+  end
 else
   count = redis.call('incr', KEYS[o + 1])
   redis.call('expire', KEYS[o + 1], ARGV[1], 'NX')
 end
-if count > tonumber(ARGV[2]) then return {count, 0} end
-local held = 0
-if redis.call('set', KEYS[o + 2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1
-elseif again and redis.call('get', KEYS[o + 2]) == ARGV[3] then held = 1 end
+if held == 0 then
+  if count > limit then return {count, 0} end
+  if redis.call('set', KEYS[o + 2], ARGV[3], 'NX', 'PX', ARGV[4]) then held = 1 end
+end
 if KEYS[o + 3] then return {count, held, redis.call('get', KEYS[o + 3])} end
 return {count, held}
 """
@@ -485,8 +492,8 @@ class _ScriptPipeline:
             script, keys, args, future = call
             try:
                 packed.append(_pack_evalsha(script.sha, keys, args))
-            except TypeError as error:  # an argument Redis cannot take: that call only
-                settle(future, error)
+            except (TypeError, ValueError) as error:  # not str/int, a lone surrogate
+                settle(future, error)  # that call fails alone
                 continue
             sent.append(call)
         if not sent:
@@ -571,7 +578,8 @@ class RedisCache:
     to release) go through one pipeline for concurrent callers (:class:`_ScriptPipeline`).
 
     Nothing waits on a silent connection for long: every read and write has ``timeout``
-    seconds (and each pipeline as a whole), a connect ``connect_timeout``, and TCP
+    seconds (on the script pipeline's own connection, each pipeline as a whole has them),
+    a connect ``connect_timeout``, and TCP
     keepalive finds a peer gone away between uses (``[redis]`` in the settings). A command
     whose connection breaks (a pooled connection Redis closed, a reply lost) is sent once
     more on a fresh connection; a timeout is not retried. Whatever runs through here must

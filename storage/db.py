@@ -93,9 +93,15 @@ def is_sqlite(url: str) -> bool:
 
 
 async def migrate(url: str) -> None:
-    """Apply every pending migration (tortoise's built-in migration executor)."""
-    await tortoise_migrate(config=tortoise_config(url))
-    await Tortoise.close_connections()
+    """Apply every pending migration (tortoise's built-in migration executor).
+
+    The connections are closed whether it worked or not (an open SQLite connection's
+    thread would keep the process alive after the error).
+    """
+    try:
+        await tortoise_migrate(config=tortoise_config(url))
+    finally:
+        await Tortoise.close_connections()
 
 
 async def open_db(url: str) -> None:

@@ -183,6 +183,32 @@ async def test_a_claim_whose_reply_was_lost_is_still_the_first_deliverys(
     assert await faulty.incr(gate.rate) == 2  # and counted nothing
 
 
+async def test_two_calls_of_one_sender_retried_together_keep_the_first_admitted(
+    faulty: RedisCache, proxy: Proxy
+) -> None:
+    # One pipeline, two callbacks of one sender (limit 1); its replies lost, the whole
+    # pipeline sent again: the second run of the first call finds the count at 2, but the
+    # lock under its own token says the first run admitted it
+    claim, gate = _gate()
+    gate = Gate(gate.rate, 1, gate.lock)
+    keys = KeyBuilder(prefix=claim.name.split(":")[0])
+    other = keys.inbound("oa:brand:msg:2")
+    warm = Gate(keys.rate("oa:brand:oWarm", 1), 9, keys.member_lock("oa:brand:oWarm"))
+    assert await faulty.claim_admit(keys.inbound("oa:brand:msg:0"), warm)  # connection open
+    proxy.drop_next_reply = True
+    first, second = await asyncio.gather(
+        faulty.claim_admit(claim, gate), faulty.claim_admit(other, gate)
+    )
+    assert first is not None
+    assert second is not None
+    assert (first.count, first.locked) == (1, True)
+    assert second.count == 2  # past the limit: refused, nothing locked
+    assert second.held is None
+    async with faulty.hold(first, 1.0):
+        assert not await lock_is_free(faulty, gate.lock)
+    assert await lock_is_free(faulty, gate.lock)  # released: not left for its TTL
+
+
 async def test_a_reply_that_cannot_be_cached_is_still_given(
     faulty: RedisCache, proxy: Proxy, budget: ManualBudget
 ) -> None:

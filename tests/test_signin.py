@@ -351,6 +351,27 @@ async def test_member_day_reply_names_the_multiplier(
     assert "今天是会员日，签到积分 ×2" in text
 
 
+async def test_the_sign_in_moves_last_active_at_in_its_own_write(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    settings = make_settings(base_config(database))
+    client = await make_client(settings)
+    crypto = oa_crypto(settings)
+
+    async def say(text: str) -> str:
+        resp = await post_oa(
+            client, settings, oa_text(text, openid="oBatch"), timestamp=int(wall.now)
+        )
+        return str(reply_fields(crypto, await resp.text())["Content"])
+
+    assert "可用指令" in await say("帮助")
+    await _flush(client)
+    wall.advance(3600)
+    assert "签到成功" in await say("签到")
+    # before any activity flush: the sign-in's batch wrote it
+    assert (await Member.get()).last_active_at == datetime.fromtimestamp(wall.now, UTC)
+
+
 @pytest.mark.postgres
 async def test_on_postgres_the_sign_in_moves_last_active_at_so_the_activity_flush_has_none(
     make_client: AppMaker, wall: FakeWall, database: str

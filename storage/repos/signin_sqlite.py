@@ -80,8 +80,11 @@ _MEMBERS = (
     "(SELECT m.id, m.tier, m.points_balance, m.points_debt, json_extract(j.value, '$.t') "
     "AS now FROM json_each({1}) j JOIN member m ON m.id = json_extract(j.value, '$.m'))"
 )
-_CREDIT_ALL = (
-    "UPDATE member SET points_balance = points_balance + json_extract(c.value, '$.p') "
+_CREDIT_ALL = (  # last_active_at too: the activity flush after it then finds nothing to write
+    "UPDATE member SET points_balance = points_balance + json_extract(c.value, '$.p'), "
+    "last_active_at = CASE WHEN last_active_at IS NULL "
+    "OR last_active_at < json_extract(c.value, '$.t') THEN json_extract(c.value, '$.t') "
+    "ELSE last_active_at END "
     "FROM json_each(?1) c WHERE member.id = json_extract(c.value, '$.m') "
     "AND member.points_debt = 0 RETURNING id, points_balance, tier"
 )
@@ -177,7 +180,10 @@ def _sign(rows_of: RowsOf, rules: Rules, attempts: list[Attempt]) -> dict[int, O
     if not rows:
         return {}
     awards = {int(row["member_id"]): (int(row["streak"]), int(row["points"])) for row in rows}
-    credits = json.dumps([{"m": m, "p": points} for m, (_, points) in awards.items()])
+    moments = {a.member_id: _iso(a.now) for a in attempts}
+    credits = json.dumps(
+        [{"m": m, "p": points, "t": moments[m]} for m, (_, points) in awards.items()]
+    )
     credited = rows_of(_CREDIT_ALL, [credits])
     if len(credited) != len(awards):
         raise LedgerConflict("a member changed under the write lock")
