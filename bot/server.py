@@ -25,10 +25,16 @@ def serve(settings: Settings) -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    # Everything built so far lives as long as the process: keep it out of the cyclic
-    # collector's scans (less GC work per callback on the hot path).
-    gc.collect()
-    gc.freeze()
+    # Everything built so far, and by the start-up hooks (the last hook), lives as long as
+    # the process: keep it out of the cyclic collector's scans.
+    _freeze_heap()
+    app.on_startup.append(_after_startup)
+    # Young collections every 10,000 net allocations instead of 700: each callback leaves
+    # tracked objects alive across a few collections (in-flight state, buffers flushed
+    # every 50 ms), which a young collection scans again and again. Measured on the
+    # sign-in bench (SQLite, one round of 27,000 callbacks): GC time 700 ms → 220 ms;
+    # cyclic garbage waits a few hundred callbacks longer (sub-second at load).
+    gc.set_threshold(10_000, 10, 10)
     log.info(
         "serving",
         extra={
@@ -48,6 +54,15 @@ def serve(settings: Settings) -> None:
         handle_signals=True,
         loop=loop,
     )
+
+
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+async def _after_startup(app: web.Application) -> None:
+    _freeze_heap()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
