@@ -12,11 +12,13 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
 from bot.appkeys import INTAKE, METRICS, SERVICES
 from bot.config import OfficialAccountSettings, WeComSettings
+from bot.context import Services
 from bot.wechat.crypto import CryptoError, MessageCrypto, signature_matches
 from bot.wechat.inbound import Inbound
 from bot.wechat.intake import SUCCESS
@@ -46,7 +48,7 @@ class _Query:
 
     @classmethod
     def of(cls, request: web.Request) -> _Query:
-        q = request.query
+        q = query_params(request.query_string)
         return cls(
             signature=q.get("signature", ""),
             msg_signature=q.get("msg_signature", ""),
@@ -54,6 +56,23 @@ class _Query:
             nonce=q.get("nonce", ""),
             encrypted=q.get("encrypt_type", "").lower() == "aes",
         )
+
+
+_SIGNED = frozenset({"signature", "msg_signature", "timestamp", "nonce", "encrypt_type"})
+
+
+def query_params(query_string: str) -> dict[str, str]:
+    """The callback's signing parameters from the raw query string, as ``request.query``
+    would give them (the first of a repeated name; ``+`` and ``%XX`` decoded), without
+    building the whole MultiDict through yarl on every callback."""
+    found: dict[str, str] = {}
+    for part in query_string.split("&"):
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if name in _SIGNED and name not in found:
+            found[name] = unquote_plus(value) if "%" in value or "+" in value else value
+    return found
 
 
 def _reject(request: web.Request, platform: str, exc: Rejected) -> web.Response:
@@ -73,14 +92,14 @@ def _reject(request: web.Request, platform: str, exc: Rejected) -> web.Response:
 _STATUS_TEXT = {400: "bad request", 403: "forbidden", 404: "not found", 413: "too large"}
 
 
-def _check_length(request: web.Request) -> None:
-    limit = request.app[SERVICES].settings.server.body_limit
+def _check_length(request: web.Request, services: Services) -> None:
+    limit = services.settings.server.body_limit
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(413, "too_large")
 
 
-async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[SERVICES].settings.server.body_limit
+async def _read_body(request: web.Request, services: Services) -> bytes:
+    limit = services.settings.server.body_limit
     if request.content_length is not None:  # already checked against the cap
         return await request.read()
     chunks: list[bytes] = []
@@ -93,8 +112,7 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def _check_fresh(request: web.Request, timestamp: str) -> None:
-    services = request.app[SERVICES]
+def _check_fresh(services: Services, timestamp: str) -> None:
     try:
         sent = int(timestamp)
     except ValueError:
@@ -130,16 +148,16 @@ def _respond(plain: str, crypto: MessageCrypto | None, q: _Query) -> web.Respons
     return web.Response(text=sealed.to_xml(), content_type="application/xml")
 
 
-async def _dispatch(request: web.Request, inbound: Inbound) -> str:
-    return await request.app[INTAKE].handle(inbound)
+async def _dispatch(app: web.Application, inbound: Inbound) -> str:
+    return await app[INTAKE].handle(inbound)
 
 
 # --- Official Accounts ---------------------------------------------------------------
 
 
-def _account(request: web.Request) -> tuple[str, OfficialAccountSettings]:
+def _account(request: web.Request, services: Services) -> tuple[str, OfficialAccountSettings]:
     name = request.match_info["account"]
-    account = request.app[SERVICES].settings.accounts.get(name)
+    account = services.settings.accounts.get(name)
     if account is None:
         raise Rejected(404, "unknown_account")
     return name, account
@@ -147,12 +165,14 @@ def _account(request: web.Request) -> tuple[str, OfficialAccountSettings]:
 
 async def oa_callback(request: web.Request) -> web.StreamResponse:
     """GET: URL verification; POST: a message or event from an Official Account."""
+    app = request.app  # looked up once per request: a property, then the match info's
     try:
-        name, account = _account(request)
+        services = app[SERVICES]
+        name, account = _account(request, services)
         q = _Query.of(request)
         if request.method == "GET":
             return _oa_verify(request, account, q)
-        return await _oa_post(request, name, account, q)
+        return await _oa_post(request, app, services, name, account, q)
     except Rejected as exc:
         return _reject(request, "oa", exc)
 
@@ -166,13 +186,18 @@ def _oa_verify(request: web.Request, account: OfficialAccountSettings, q: _Query
 
 
 async def _oa_post(
-    request: web.Request, name: str, account: OfficialAccountSettings, q: _Query
+    request: web.Request,
+    app: web.Application,
+    services: Services,
+    name: str,
+    account: OfficialAccountSettings,
+    q: _Query,
 ) -> web.Response:
-    _check_length(request)
+    _check_length(request, services)
     if not signature_matches(q.signature, account.token, q.timestamp, q.nonce):
         raise Rejected(403, "bad_signature: signature")
-    _check_fresh(request, q.timestamp)
-    body = await _read_body(request)
+    _check_fresh(services, q.timestamp)
+    body = await _read_body(request, services)
     crypto: MessageCrypto | None = None
     if q.encrypted:
         if not account.encoding_aes_key:
@@ -187,19 +212,18 @@ async def _oa_post(
     else:
         if account.mode == "safe":
             raise Rejected(403, "plaintext_refused: account is in safe mode")
-        await _check_replay(request, name, q, body)
+        await _check_replay(services, name, q, body)
         plaintext = _text(body)
     try:
         inbound = parse_oa(name, plaintext)
     except BadPayload as exc:
         raise Rejected(400, f"bad_payload: {exc}") from None
-    return _respond(await _dispatch(request, inbound), crypto, q)
+    return _respond(await _dispatch(app, inbound), crypto, q)
 
 
-async def _check_replay(request: web.Request, account: str, q: _Query, body: bytes) -> None:
+async def _check_replay(services: Services, account: str, q: _Query, body: bytes) -> None:
     # In plaintext mode the signature does not cover the body: a (timestamp, nonce) that
     # was already used with a different body is a replay.
-    services = request.app[SERVICES]
     key = services.keys.nonce(account, q.timestamp, q.nonce)
     digest = hashlib.sha256(body).hexdigest()
     if await services.cache.claim(key, digest):
@@ -218,8 +242,8 @@ def _text(body: bytes) -> str:
 # --- WeCom ---------------------------------------------------------------------------
 
 
-def _corp(request: web.Request) -> WeComSettings:
-    wecom = request.app[SERVICES].settings.wecom
+def _corp(request: web.Request, services: Services) -> WeComSettings:
+    wecom = services.settings.wecom
     if wecom is None or request.match_info["corp"] not in (wecom.name, wecom.corp_id):
         raise Rejected(404, "unknown_corp")
     return wecom
@@ -233,13 +257,15 @@ def _wecom_crypto(wecom: WeComSettings) -> MessageCrypto:
 
 async def wecom_callback(request: web.Request) -> web.StreamResponse:
     """GET: URL verification (decrypt echostr); POST: an encrypted WeCom callback."""
+    app = request.app
     try:
-        wecom = _corp(request)
+        services = app[SERVICES]
+        wecom = _corp(request, services)
         q = _Query.of(request)
         crypto = _wecom_crypto(wecom)
         if request.method == "GET":
             return _wecom_verify(request, crypto, q)
-        return await _wecom_post(request, wecom, crypto, q)
+        return await _wecom_post(request, app, services, wecom, crypto, q)
     except Rejected as exc:
         return _reject(request, "wecom", exc)
 
@@ -256,14 +282,19 @@ def _wecom_verify(request: web.Request, crypto: MessageCrypto, q: _Query) -> web
 
 
 async def _wecom_post(
-    request: web.Request, wecom: WeComSettings, crypto: MessageCrypto, q: _Query
+    request: web.Request,
+    app: web.Application,
+    services: Services,
+    wecom: WeComSettings,
+    crypto: MessageCrypto,
+    q: _Query,
 ) -> web.Response:
-    _check_length(request)
-    _check_fresh(request, q.timestamp)
-    body = await _read_body(request)
+    _check_length(request, services)
+    _check_fresh(services, q.timestamp)
+    body = await _read_body(request, services)
     plaintext = _decrypt_envelope(crypto, q, body)
     try:
         inbound = parse_wecom(wecom.name, wecom.corp_id, plaintext)
     except BadPayload as exc:
         raise Rejected(400, f"bad_payload: {exc}") from None
-    return _respond(await _dispatch(request, inbound), crypto, q)
+    return _respond(await _dispatch(app, inbound), crypto, q)
