@@ -351,16 +351,17 @@ async def test_member_day_reply_names_the_multiplier(
     assert "今天是会员日，签到积分 ×2" in text
 
 
-async def test_the_sign_in_moves_last_active_at_in_its_own_write(
+async def _sign_in_an_hour_after_joining(
     make_client: AppMaker, wall: FakeWall, database: str
-) -> None:
+) -> Any:
+    """帮助 (the member, created; its activity flushed), an hour later 签到; the client."""
     settings = make_settings(base_config(database))
     client = await make_client(settings)
     crypto = oa_crypto(settings)
 
     async def say(text: str) -> str:
         resp = await post_oa(
-            client, settings, oa_text(text, openid="oBatch"), timestamp=int(wall.now)
+            client, settings, oa_text(text, openid="oActive"), timestamp=int(wall.now)
         )
         return str(reply_fields(crypto, await resp.text())["Content"])
 
@@ -368,6 +369,13 @@ async def test_the_sign_in_moves_last_active_at_in_its_own_write(
     await _flush(client)
     wall.advance(3600)
     assert "签到成功" in await say("签到")
+    return client
+
+
+async def test_the_sign_in_moves_last_active_at_in_its_own_write(
+    make_client: AppMaker, wall: FakeWall, database: str
+) -> None:
+    await _sign_in_an_hour_after_joining(make_client, wall, database)
     # before any activity flush: the sign-in's batch wrote it
     assert (await Member.get()).last_active_at == datetime.fromtimestamp(wall.now, UTC)
 
@@ -376,9 +384,7 @@ async def test_the_sign_in_moves_last_active_at_in_its_own_write(
 async def test_on_postgres_the_sign_in_moves_last_active_at_so_the_activity_flush_has_none(
     make_client: AppMaker, wall: FakeWall, database: str
 ) -> None:
-    settings = make_settings(base_config(database))
-    client = await make_client(settings)
-    crypto = oa_crypto(settings)
+    client = await _sign_in_an_hour_after_joining(make_client, wall, database)
     conn = connections.get("default")
 
     async def version() -> tuple[str, datetime]:
@@ -386,16 +392,6 @@ async def test_on_postgres_the_sign_in_moves_last_active_at_so_the_activity_flus
         _, rows = await conn.execute_query("SELECT xmin::text AS v, last_active_at FROM member")
         return rows[0]["v"], rows[0]["last_active_at"]
 
-    async def say(text: str) -> str:
-        resp = await post_oa(
-            client, settings, oa_text(text, openid="oActive"), timestamp=int(wall.now)
-        )
-        return str(reply_fields(crypto, await resp.text())["Content"])
-
-    assert "可用指令" in await say("帮助")  # the member, created; its activity flushed
-    await _flush(client)
-    wall.advance(3600)
-    assert "签到成功" in await say("签到")
     signed, active = await version()
     assert active == datetime.fromtimestamp(wall.now, UTC)  # written by the sign-in itself
     await _flush(client)
