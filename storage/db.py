@@ -69,7 +69,10 @@ _batch: BaseDBAsyncClient | None = None
 
 def batch_credentials(url: str) -> dict[str, Any] | None:
     """The batch pool's credentials for a PostgreSQL URL (None for SQLite)."""
-    connection = tortoise_config(url)["connections"]["default"]
+    return _batch_of(tortoise_config(url)["connections"]["default"])
+
+
+def _batch_of(connection: dict[str, Any]) -> dict[str, Any] | None:
     if not connection["engine"].endswith("asyncpg"):
         return None
     credentials: dict[str, Any] = copy.deepcopy(connection["credentials"])
@@ -111,8 +114,9 @@ async def open_db(url: str) -> None:
     not inherit the start-up context, so the connection is also the process-wide fallback.
     """
     global _batch
-    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
-    credentials = batch_credentials(url)
+    config = tortoise_config(url)
+    credentials = _batch_of(config["connections"]["default"])
+    await Tortoise.init(config=config, _enable_global_fallback=True)
     if credentials is not None:  # its pool opens on first use
         from tortoise.backends.asyncpg.client import AsyncpgDBClient
 

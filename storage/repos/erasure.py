@@ -261,20 +261,19 @@ async def erased_among(member_ids: Iterable[int]) -> list[int]:
     if not ids:
         return []
     conn = connections.get("default")
-    if conn.capabilities.dialect == "postgres":
-        sql, values = _ERASED_PG, [ids, DELETED]
-    else:  # SQLite's limit on bound variables: in chunks
-        found: list[int] = []
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT id FROM member WHERE status = ? AND id IN ({marks})"  # noqa: S608
-            _, rows = await conn.execute_query(sql, [DELETED, *chunk])
-            found += [int(row["id"]) for row in rows]
-        return found
-    _, rows = await conn.execute_query(sql, values)
-    return [int(row["id"]) for row in rows]
+    postgres = conn.capabilities.dialect == "postgres"
+
+    def mark(n: int) -> str:
+        return f"${n}" if postgres else "?"
+
+    found: list[int] = []
+    for start in range(0, len(ids), _CHUNK):  # within SQLite's limit on bound variables
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join(mark(n) for n in range(2, len(chunk) + 2))
+        sql = f"SELECT id FROM member WHERE status = {mark(1)} AND id IN ({marks})"  # noqa: S608
+        _, rows = await conn.execute_query(sql, [DELETED, *chunk])
+        found += [int(row["id"]) for row in rows]
+    return found
 
 
-_ERASED_PG = "SELECT id FROM member WHERE id = ANY($1::bigint[]) AND status = $2"
 _CHUNK = 500
